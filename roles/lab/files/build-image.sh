@@ -11,9 +11,10 @@ ca_bundle=$3
 rootfs=$(mktemp -d /var/tmp/gpufleet-lab-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 
+# openssh-server: Ansible reaches lab hosts as it reaches real ones, over SSH with pipelining.
 # python3-apt: Ansible's apt module needs it, and every real Debian host has it.
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps \
+  --include=systemd,systemd-sysv,dbus,openssh-server,sudo,python3,python3-apt,ca-certificates,iproute2,procps \
   bookworm "$rootfs" "$mirror"
 
 cat >"$rootfs/etc/apt/sources.list" <<SOURCES

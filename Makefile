@@ -1,0 +1,48 @@
+# gpufleet: make lab (a simulated two-region fleet on this machine), make test (lint, unit, molecule).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+INVENTORY := inventories/lab
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv lab lab-down test lint unit molecule molecule-default clean
+
+help:
+	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
+	@echo "make lab-down  remove the lab's containers and network"
+	@echo "make test      lint, unit tests and molecule scenarios"
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+lab: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab.yml
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab_urls.yml
+
+lab-down: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab.yml -e lab_state=absent
+
+test: lint unit molecule
+
+lint: venv
+	$(BIN)/yamllint --strict .
+	$(BIN)/ruff check .
+	$(BIN)/ansible-lint
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+molecule: molecule-default
+
+molecule-default: venv
+	$(BIN)/molecule test -s default
+
+clean: lab-down
+	rm -rf $(VENV) .cache
