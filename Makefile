@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lab lab-down test lint unit molecule molecule-default clean
+.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -36,8 +36,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ansible-lint
 
-unit: venv
+unit: venv promtool
 	$(BIN)/python -m pytest tests/unit
+
+# promtool and amtool check and test the monitoring rules; taken from Debian's packages without installing
+# them, so that no Prometheus service starts on this machine.
+promtool: .cache/prometheus/usr/bin/promtool
+.cache/prometheus/usr/bin/promtool:
+	mkdir -p .cache/debs .cache/prometheus
+	cd .cache/debs && apt-get download prometheus prometheus-alertmanager
+	for deb in .cache/debs/prometheus_*.deb .cache/debs/prometheus-alertmanager_*.deb; do dpkg -x $$deb .cache/prometheus; done
 
 molecule: molecule-default
 

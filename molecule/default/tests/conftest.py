@@ -1,0 +1,93 @@
+"""What the fleet's verify tests share: the lab inventory, its layout and ways to reach it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+INVENTORY = ROOT / "inventories" / "lab"
+# Ansible's commands from the same environment as the tests.
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / ".collections"))
+
+from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers  # noqa: E402
+
+
+class Fleet:
+    """The lab as the inventory describes it, and as the controller reaches it."""
+
+    def __init__(self, inventory: dict):
+        self.hostvars = inventory["_meta"]["hostvars"]
+        self.groups = {name: self._hosts(inventory, name) for name in inventory if name != "_meta"}
+        self.servers = fleet_model_servers(self.hostvars, self.groups["gpu_nodes"])
+
+    @staticmethod
+    def _hosts(inventory: dict, group: str) -> list[str]:
+        entry = inventory.get(group, {})
+        hosts = list(entry.get("hosts", []))
+        for child in entry.get("children", []):
+            hosts.extend(h for h in Fleet._hosts(inventory, child) if h not in hosts)
+        return hosts
+
+    def region_of(self, host: str) -> str:
+        return self.hostvars[host]["gpufleet_region"]
+
+    def load_balancer(self, region: str) -> str:
+        return next(h for h in self.groups["load_balancers"] if self.region_of(h) == region)
+
+    def lb_url(self, region: str) -> str:
+        address, port, _ = self.hostvars[self.load_balancer(region)]["lab_publish"][0].split(":")
+        return f"http://{address}:{port}"
+
+    def servers_of(self, region: str) -> list[dict]:
+        return [s for s in self.servers if s["region"] == region]
+
+    def server_url(self, server: dict) -> str:
+        """Model servers are reached from the controller at their host's lab address."""
+        return f"http://{self.hostvars[server['host']]['ansible_host']}:{server['port']}"
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted({self.region_of(h) for h in self.groups["load_balancers"]})
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Fleet:
+    listed = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(INVENTORY), "--list"], check=True,
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return Fleet(json.loads(listed.stdout))
+
+
+@pytest.fixture(scope="session")
+def lab_host():
+    """A testinfra host for a lab container, by inventory hostname."""
+    import testinfra
+
+    return lambda name: testinfra.get_host(f"podman://{name}")
+
+
+def chat(client: httpx.Client, url: str, *, stream: bool = False, max_tokens: int = 8, **extra) -> httpx.Response:
+    body = {"model": "simulated-llm", "stream": stream, "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": "Say something about load balancers."}], **extra}
+    return client.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run_playbook(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(INVENTORY), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout, check=False)

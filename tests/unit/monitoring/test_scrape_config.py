@@ -1,0 +1,117 @@
+"""The scrape configuration is derived from the inventory: every expected target, labelled, and nothing else."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers, host_address
+from monitoring_support import (
+    FIXTURE_INVENTORY,
+    LAB_INVENTORY,
+    RENDERED_INVENTORIES,
+    group_hosts,
+    inventory_data,
+    render,
+)
+
+
+def scrape_targets(config):
+    """{job: {(target, frozenset(labels))}} of a rendered prometheus.yml."""
+    jobs = {}
+    for job in config["scrape_configs"]:
+        jobs[job["job_name"]] = {
+            (target, frozenset(group.get("labels", {}).items()))
+            for group in job.get("static_configs") or [] for target in group["targets"]}
+    return jobs
+
+
+def labels(hostvars, host, **extra):
+    found = {"host": host, **extra}
+    if "gpufleet_region" in hostvars[host]:
+        found["region"] = hostvars[host]["gpufleet_region"]
+    return frozenset(found.items())
+
+
+def port_of(hostvars, host, variable, default):
+    return int(str(hostvars[host].get(variable, f":{default}")).rsplit(":", 1)[1])
+
+
+def expected_targets(data):
+    hostvars = data["_meta"]["hostvars"]
+    for host in group_hosts(data, "all"):
+        hostvars.setdefault(host, {})
+    gpu_nodes = sorted(group_hosts(data, "gpu_nodes"))
+    address = {host: host_address(hostvars, host) for host in hostvars}
+    return {
+        "node": {(f"{address[h]}:{port_of(hostvars, h, 'node_exporter_listen_address', 9100)}", labels(hostvars, h))
+                 for h in group_hosts(data, "all")},
+        "model_servers": {(f"{s['address']}:{s['port']}", labels(hostvars, s["host"], port=str(s["port"])))
+                          for s in fleet_model_servers(hostvars, gpu_nodes)},
+        "nginx": {(f"{address[h]}:{port_of(hostvars, h, 'nginx_exporter_listen_address', 9113)}", labels(hostvars, h))
+                  for h in group_hosts(data, "load_balancers")},
+        "gpu": {(f"{address[h]}:{hostvars[h].get('gpu_exporter_dcgm_port', 9400)}", labels(hostvars, h))
+                for h in gpu_nodes if hostvars[h].get("gpu_exporter_method") == "dcgm"},
+    }
+
+
+@pytest.mark.parametrize("inventory", RENDERED_INVENTORIES, ids=lambda path: path.name)
+def test_every_inventory_target_is_scraped_and_nothing_else(rendered, inventory):
+    expected = expected_targets(inventory_data(inventory))
+    assert rendered[inventory], f"{inventory} has no monitoring host"
+    for host, directory in rendered[inventory].items():
+        jobs = scrape_targets(yaml.safe_load((directory / "prometheus.yml").read_text()))
+        assert set(jobs) == {"prometheus", *expected}, host
+        for job, targets in expected.items():
+            assert jobs[job] == targets, f"{host}: job {job}"
+
+
+@pytest.mark.parametrize("inventory", RENDERED_INVENTORIES, ids=lambda path: path.name)
+def test_promtool_accepts_the_rendered_configuration_and_its_rules(rendered, inventory, promtool):
+    for directory in rendered[inventory].values():
+        result = subprocess.run([promtool, "check", "config", str(directory / "prometheus.yml")],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "2 rule files found" in result.stdout
+
+
+def test_fixture_fleet_layout_reaches_the_targets(fixture_render):
+    """Spot checks that do not go through fleet.py, so a shared mistake there cannot hide."""
+    jobs = scrape_targets(yaml.safe_load((fixture_render / "prometheus.yml").read_text()))
+    model_servers = {target for target, _ in jobs["model_servers"]}
+    # 8 GPUs at tensor parallel size 2 -> 4 servers; 1 GPU on base port 9000; 2 GPUs by fleet address.
+    assert model_servers == {"10.0.1.21:8000", "10.0.1.21:8001", "10.0.1.21:8002", "10.0.1.21:8003",
+                             "use-gpu-b:9000", "aps-gpu-a.internal.example:8000", "aps-gpu-a.internal.example:8001"}
+    assert ("use-gpu-b:9400", frozenset({"host": "use-gpu-b", "region": "us-east"}.items())) in jobs["gpu"]
+    assert len(jobs["gpu"]) == 1
+    assert "use-gpu-b:9200" in {target for target, _ in jobs["node"]}
+    assert "aps-lb1:9313" in {target for target, _ in jobs["nginx"]}
+    # The monitoring host belongs to no region: no empty region label.
+    assert ("mon1:9100", frozenset({"host": "mon1"}.items())) in jobs["node"]
+
+
+def test_adding_a_gpu_node_adds_its_targets(tmp_path, fixture_render):
+    """The promise of the issue: a host added to hosts.yml is scraped, with no other change."""
+    inventory = yaml.safe_load((FIXTURE_INVENTORY / "hosts.yml").read_text())
+    inventory["all"]["children"]["region_ap_south_1"]["hosts"]["aps-gpu-new"] = {"gpu_count": 3}
+    inventory["all"]["children"]["gpu_nodes"]["hosts"]["aps-gpu-new"] = None
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "inventory" / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    code, output = render(tmp_path / "inventory", tmp_path / "out")
+    assert code == 0, output[-3000:]
+    before = scrape_targets(yaml.safe_load((fixture_render / "prometheus.yml").read_text()))
+    after = scrape_targets(yaml.safe_load((tmp_path / "out" / "mon1" / "prometheus.yml").read_text()))
+    new = frozenset({"host": "aps-gpu-new", "region": "ap-south-1"}.items())
+    assert after["node"] - before["node"] == {("aps-gpu-new:9100", new)}
+    assert {target for target, _ in after["model_servers"] - before["model_servers"]} == {
+        "aps-gpu-new:8000", "aps-gpu-new:8001", "aps-gpu-new:8002"}
+
+
+def test_lab_timing_lets_an_alert_fire_within_seconds(rendered):
+    (directory,) = rendered[LAB_INVENTORY].values()
+    config = yaml.safe_load((directory / "prometheus.yml").read_text())
+    assert config["global"]["scrape_interval"] == "5s"
+    alerts = yaml.safe_load((directory / "rules" / "gpufleet-alerts.yml").read_text())
+    rule = next(rule for group in alerts["groups"] for rule in group["rules"] if rule.get("alert") == "ModelServerDown")
+    assert rule["for"] == "10s"
