@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default clean
+.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -51,6 +51,10 @@ molecule: molecule-default
 
 molecule-default: venv
 	$(BIN)/molecule test -s default
+
+# The role pages in docs/roles/ are generated from each role's meta/argument_specs.yml.
+docs: venv
+	$(BIN)/python tests/role_docs.py
 
 clean: lab-down
 	rm -rf $(VENV) .cache

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Checks the inventory against the fleet's contract, on the controller, before any host changes."""
 
 from __future__ import annotations

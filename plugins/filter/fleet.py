@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Filters that expose the fleet layout (plugins/module_utils/fleet.py) to templates."""
 
 from __future__ import annotations

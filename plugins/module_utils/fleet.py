@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """The fleet layout: which model server instances a GPU node runs, and where.
 
 One place for the arithmetic that the model_server role (units to start), the

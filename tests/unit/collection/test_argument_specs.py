@@ -1,5 +1,7 @@
 """Every role documents every default in meta/argument_specs.yml, with the same value."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,16 @@ def test_every_role_has_argument_specs():
 @pytest.mark.parametrize("role", ROLES)
 def test_defaults_and_argument_specs_match(role):
     defaults = load(ROOT / "roles" / role / "defaults" / "main.yml")
-    options = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    entry_points = load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"].values()
+    options = {name: option for entry in entry_points for name, option in entry.get("options", {}).items()}
     assert sorted(defaults) == sorted(o for o in options if "default" in options[o] or o in defaults)
     for name, value in defaults.items():
         assert options[name].get("default") == value, f"{role}: {name} default differs from its argument spec"
         assert options[name].get("description"), f"{role}: {name} has no description"
         assert name.startswith(f"{role}_"), f"{role}: {name} is not prefixed with the role's name"
+
+
+def test_the_role_pages_match_the_argument_specs():
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "role_docs.py"), "--check"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr

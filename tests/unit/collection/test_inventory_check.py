@@ -55,7 +55,8 @@ def drop_gpu_count(children):
      "lab-use-gpu1: gpu_count 2 is not divisible by model_server_tensor_parallel_size 4"),
     (set_var("region_us_east", "lab-use-gpu2", "ansible_host", "192.0.2.11"),
      "lab-use-gpu2: model server port 8000 on 192.0.2.11 is already used by lab-use-gpu1"),
-    (add_lonely_load_balancer, "lab-aps-lb: load balancer of gpufleet_region 'ap-south', which has no host in gpu_nodes"),
+    (add_lonely_load_balancer,
+     "lab-aps-lb: load balancer of gpufleet_region 'ap-south', which has no host in gpu_nodes"),
     (set_var("gpu_nodes", "lab-euw-gpu1", "model_server_engine", "tgi"),
      "lab-euw-gpu1: model_server_engine must be one of vllm, simulator, got 'tgi'"),
 ], ids=["no-gpu-count", "tensor-parallel", "port-clash", "lonely-lb", "unknown-engine"])

@@ -18,7 +18,24 @@ HERE = Path(__file__).resolve().parent
 ROLES = ROOT / "roles"
 FIXTURE_INVENTORY = HERE / "inventory"
 LAB_INVENTORY = ROOT / "inventories" / "lab"
-PRODUCTION_INVENTORIES = sorted(path for path in (ROOT / "inventories" / "production").glob("*") if path.is_dir())
+
+
+class Sources(tuple):
+    """Inventory sources passed together, as `-i a -i b`."""
+
+    @property
+    def name(self):
+        return "+".join(path.name for path in self)
+
+
+def inventory_args(inventory):
+    return [arg for path in (inventory if isinstance(inventory, tuple) else (inventory,)) for arg in ("-i", str(path))]
+
+
+# The production example is the shared fleet settings plus every region, passed together.
+_PRODUCTION = ROOT / "inventories" / "production"
+PRODUCTION_INVENTORIES = [Sources([_PRODUCTION / "fleet",
+                                   *sorted(p for p in _PRODUCTION.glob("*") if p.is_dir() and p.name != "fleet")])]
 BIN = Path(sys.executable).parent
 
 
@@ -50,14 +67,15 @@ def render(inventory, out_dir, extra_vars=None, hosts="monitoring"):
     }
     variables.update(extra_vars or {})
     result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(HERE / "render.yml"), "-e", json.dumps(variables)],
+        [str(BIN / "ansible-playbook"), *inventory_args(inventory), str(HERE / "render.yml"),
+         "-e", json.dumps(variables)],
         capture_output=True, text=True, cwd=ROOT, env=ansible_env(), timeout=300, check=False)
     return result.returncode, result.stdout + result.stderr
 
 
 @functools.cache
 def inventory_data(inventory):
-    result = subprocess.run([str(BIN / "ansible-inventory"), "-i", str(inventory), "--list"],
+    result = subprocess.run([str(BIN / "ansible-inventory"), *inventory_args(inventory), "--list"],
                             capture_output=True, text=True, cwd=ROOT, env=ansible_env(), timeout=120, check=True)
     return json.loads(result.stdout)
 
