@@ -44,6 +44,7 @@ unit: venv promtool
 promtool: .cache/prometheus/usr/bin/promtool
 .cache/prometheus/usr/bin/promtool:
 	mkdir -p .cache/debs .cache/prometheus
+	apt-get update -qq
 	cd .cache/debs && apt-get download prometheus prometheus-alertmanager
 	for deb in .cache/debs/prometheus_*.deb .cache/debs/prometheus-alertmanager_*.deb; do dpkg -x $$deb .cache/prometheus; done
 
