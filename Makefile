@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default docs clean
+.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -48,10 +48,17 @@ promtool: .cache/prometheus/usr/bin/promtool
 	cd .cache/debs && apt-get download prometheus prometheus-alertmanager
 	for deb in .cache/debs/prometheus_*.deb .cache/debs/prometheus-alertmanager_*.deb; do dpkg -x $$deb .cache/prometheus; done
 
-molecule: molecule-default
+molecule: molecule-default molecule-gpu-stack
 
 molecule-default: venv
 	$(BIN)/molecule test -s default
+
+molecule-gpu-stack: lab-image
+	$(BIN)/molecule test -s gpu_stack
+
+# Podman set up and the lab image built (again only when its recipe changed), without containers.
+lab-image: venv
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab.yml --tags lab_image
 
 # The role pages in docs/roles/ are generated from each role's meta/argument_specs.yml.
 docs: venv

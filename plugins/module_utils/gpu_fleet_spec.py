@@ -284,19 +284,19 @@ def gpus_from_facts(facts):
     """``(gpu_count, gpu_model, gpu_memory_mib)`` from cached gpu_facts results, or None.
 
     gpu_facts (plugins/modules/gpu_facts.py) stores ``gpus`` (one dict per GPU: ``name``,
-    ``memory_total_mib``, null when read from PCI), ``gpu_count`` and ``gpu_model`` (the most
-    common name). A host whose facts found no GPU gives None, so that its declared values stand.
+    ``memory_total_mib``, null when read from PCI), ``nvidia_gpu_count`` and ``nvidia_gpu_model``
+    (the most common name). A host whose facts found no GPU gives None, so that its declared values stand.
     """
     if not isinstance(facts, dict):
         return None
     gpus = facts.get("gpus", facts.get("ansible_gpus"))
     if isinstance(gpus, list) and gpus and all(isinstance(gpu, dict) for gpu in gpus):
-        model = facts.get("gpu_model", facts.get("ansible_gpu_model")) or gpus[0].get("name")
+        model = facts.get("nvidia_gpu_model") or gpus[0].get("name")
         if isinstance(model, str) and model:
             memory = next((gpu.get("memory_total_mib") for gpu in gpus if gpu.get("name") == model), None)
             return len(gpus), model, memory if isinstance(memory, int) and not isinstance(memory, bool) else None
-    count = facts.get("gpu_count", facts.get("ansible_gpu_count"))
-    model = facts.get("gpu_model", facts.get("ansible_gpu_model"))
+    count = facts.get("nvidia_gpu_count")
+    model = facts.get("nvidia_gpu_model")
     if isinstance(count, int) and not isinstance(count, bool) and count > 0 and isinstance(model, str) and model:
         return count, model, None
     return None

@@ -133,7 +133,10 @@ def test_a_broken_nginx_config_fails_the_play_and_the_running_nginx_keeps_servin
     checksum_before = config.sha256sum
     result = run_playbook("playbooks/load_balancers.yml", "--limit", lb, "-e", "nginx_lb_proxy_read_timeout=banana")
     assert result.returncode != 0
-    assert "nginx: [emerg]" in result.stdout and "proxy_read_timeout" in result.stdout, result.stdout[-3000:]
+    # NGINX's own words, from `nginx -t` on the candidate file.
+    assert "[emerg]" in result.stdout and 'proxy_read_timeout\\" directive invalid value' in result.stdout, \
+        result.stdout[-3000:]
+    assert "PLAY RECAP" in result.stdout and "failed=1" in result.stdout
     assert lab_host(lb).file("/etc/nginx/nginx.conf").sha256sum == checksum_before
     assert lab_host(lb).service("nginx").is_running
     with httpx.Client() as client:

@@ -17,10 +17,10 @@ SPEC = {"sources": [
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559}
 FACTS = {  # what gpu_facts found on each host
-    "gpu1": {"gpus": [dict(H100, index=index) for index in range(8)], "gpu_count": 8,
-             "gpu_model": "NVIDIA H100 80GB HBM3"},
-    "gpu2": {"gpus": [], "gpu_count": 0, "gpu_model": None},  # no GPU seen (driver not loaded): keep declared
-    "lb1": {"gpus": [dict(H100, index=0)], "gpu_count": 1, "gpu_model": "NVIDIA H100 80GB HBM3"},
+    "gpu1": {"gpus": [dict(H100, index=index) for index in range(8)], "nvidia_gpu_count": 8,
+             "nvidia_gpu_model": "NVIDIA H100 80GB HBM3"},
+    "gpu2": {"gpus": [], "nvidia_gpu_count": 0, "nvidia_gpu_model": None},  # no GPU seen (driver not loaded): keep declared
+    "lb1": {"gpus": [dict(H100, index=0)], "nvidia_gpu_count": 1, "nvidia_gpu_model": "NVIDIA H100 80GB HBM3"},
 }
 
 
@@ -41,8 +41,8 @@ def test_cached_gpu_facts_override_declared_gpus(tmp_path, fact_cache_env):
     playbook.write_text("- hosts: gpu1,gpu2,lb1\n  gather_facts: false\n  tasks:\n"
                         "    - ansible.builtin.set_fact:\n"
                         "        gpus: \"{{ found[inventory_hostname].gpus }}\"\n"
-                        "        gpu_count: \"{{ found[inventory_hostname].gpu_count }}\"\n"
-                        "        gpu_model: \"{{ found[inventory_hostname].gpu_model }}\"\n"
+                        "        nvidia_gpu_count: \"{{ found[inventory_hostname].nvidia_gpu_count }}\"\n"
+                        "        nvidia_gpu_model: \"{{ found[inventory_hostname].nvidia_gpu_model }}\"\n"
                         "        cacheable: true\n")
     run_ansible("ansible-playbook", "-i", inventory, playbook, "-e", f"@{tmp_path / 'facts.json'}",
                 env=fact_cache_env)
@@ -90,10 +90,10 @@ def test_memory_fact_cache_is_a_warning(tmp_path, parse_inventory, monkeypatch):
 
 @pytest.mark.parametrize(("facts", "expected"), [
     ({"gpus": [{"name": "NVIDIA A100-SXM4-80GB", "memory_total_mib": 81920}] * 4}, (4, "NVIDIA A100-SXM4-80GB", 81920)),
-    ({"gpu_count": 2, "gpu_model": "NVIDIA L4"}, (2, "NVIDIA L4", None)),
+    ({"nvidia_gpu_count": 2, "nvidia_gpu_model": "NVIDIA L4"}, (2, "NVIDIA L4", None)),
     ({"ansible_gpus": [{"name": "Tesla T4"}]}, (1, "Tesla T4", None)),
-    ({"gpus": [], "gpu_count": 0}, None),
-    ({"gpu_count": True, "gpu_model": "x"}, None),
+    ({"gpus": [], "nvidia_gpu_count": 0}, None),
+    ({"nvidia_gpu_count": True, "nvidia_gpu_model": "x"}, None),
     ({"ansible_hostname": "gpu1"}, None),
     (None, None),
 ])

@@ -1,0 +1,188 @@
+"""Parsing of nvidia-smi, /proc and DKMS output, and detection from fixture sysfs/proc trees."""
+
+from pathlib import Path
+
+import pytest
+from ansible_collections.gpufleet.llm.plugins.module_utils import nvidia
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia"
+SMI = FIXTURES / "smi"
+ROOTS = FIXTURES / "roots"
+
+
+def smi(name):
+    return (SMI / name).read_text()
+
+
+@pytest.mark.parametrize("fixture,count,expected", [
+    ("query_h100_sxm_8.csv", 8, ("NVIDIA H100 80GB HBM3", 81559, "9.0", "disabled")),
+    ("query_h200_sxm_8.csv", 8, ("NVIDIA H200", 143771, "9.0", "disabled")),
+    ("query_a100_sxm4_mig.csv", 4, ("NVIDIA A100-SXM4-80GB", 81920, "8.0", "enabled")),
+    ("query_l4_2.csv", 2, ("NVIDIA L4", 23034, "8.9", None)),
+    ("query_t4_1.csv", 1, ("Tesla T4", 15360, "7.5", None)),
+])
+def test_parse_query_gpu(fixture, count, expected):
+    gpus = nvidia.parse_query_gpu(smi(fixture))
+    assert len(gpus) == count
+    first = gpus[0]
+    assert first["index"] == 0
+    assert (first["name"], first["memory_total_mib"], first["compute_capability"], first["mig_mode"]) == expected
+    assert first["uuid"].startswith("GPU-")
+    assert [gpu["index"] for gpu in gpus] == list(range(count))
+
+
+def test_parse_query_gpu_normalizes_bus_ids_to_sysfs_form():
+    gpus = nvidia.parse_query_gpu(smi("query_h100_sxm_8.csv"))
+    assert gpus[1]["pci_bus_id"] == "0000:2a:00.0"
+    assert gpus[0]["driver_version"] == "550.54.15"
+
+
+def test_parse_query_gpu_mixed_mig_modes():
+    modes = [gpu["mig_mode"] for gpu in nvidia.parse_query_gpu(smi("query_a100_sxm4_mig.csv"))]
+    assert modes == ["enabled", "enabled", "disabled", "disabled"]
+
+
+def test_parse_query_gpu_without_compute_cap_field():
+    fields = tuple(f for f in nvidia.QUERY_FIELDS if f != "compute_cap")
+    (gpu,) = nvidia.parse_query_gpu(smi("query_t4_old_driver.csv"), fields)
+    assert gpu["compute_capability"] is None
+    assert gpu["driver_version"] == "470.223.02"
+
+
+def test_parse_query_gpu_rejects_rows_of_another_shape():
+    with pytest.raises(nvidia.NvidiaParseError, match="expected 8 fields, got 2"):
+        nvidia.parse_query_gpu("0, Tesla T4\n")
+
+
+def test_parse_query_gpu_empty_output_is_no_gpu():
+    assert nvidia.parse_query_gpu("\n") == []
+
+
+def test_parse_nvlink_status_counts_active_links():
+    assert nvidia.parse_nvlink_status(smi("nvlink_h100_sxm_8.txt")) == {i: 18 for i in range(8)}
+    assert nvidia.parse_nvlink_status(smi("nvlink_a100_partial.txt")) == {0: 12, 1: 11, 2: 12, 3: 0}
+    assert nvidia.parse_nvlink_status(smi("nvlink_l4_2.txt")) == {0: 0, 1: 0}
+
+
+@pytest.mark.parametrize("fixture,expected", [
+    ("proc_version_proprietary.txt", {"version": "535.154.05", "flavor": "proprietary"}),
+    ("proc_version_open.txt", {"version": "550.54.15", "flavor": "open"}),
+])
+def test_parse_proc_driver_version(fixture, expected):
+    assert nvidia.parse_proc_driver_version(smi(fixture)) == expected
+
+
+def test_parse_proc_driver_version_without_driver():
+    assert nvidia.parse_proc_driver_version(None) is None
+    assert nvidia.parse_proc_driver_version("garbage") is None
+
+
+def test_parse_dkms_status_both_formats():
+    new = nvidia.parse_dkms_status(smi("dkms_status_new.txt"))
+    old = nvidia.parse_dkms_status(smi("dkms_status_old_kernel_only.txt"))
+    assert new[0] == {"module": "nvidia-current", "version": "535.309.01", "kernel": "6.1.0-18-amd64",
+                      "arch": "x86_64", "state": "installed"}
+    assert old[0]["module"] == "nvidia-current" and old[0]["kernel"] == "6.1.0-18-amd64"
+
+
+def test_dkms_failure_none_when_built_for_running_kernel():
+    entries = nvidia.parse_dkms_status(smi("dkms_status_new.txt"))
+    assert nvidia.dkms_failure(entries, "nvidia-current", "535.309.01", "6.1.0-21-amd64") is None
+
+
+def test_dkms_failure_after_kernel_upgrade_names_kernels():
+    entries = nvidia.parse_dkms_status(smi("dkms_status_old_kernel_only.txt"))
+    message = nvidia.dkms_failure(entries, "nvidia-current", "535.309.01", "6.1.0-21-amd64")
+    assert message == ("DKMS module nvidia-current/535.309.01 is not built for the running kernel 6.1.0-21-amd64 "
+                       "(built only for: 6.1.0-18-amd64)")
+
+
+def test_dkms_failure_built_but_not_installed():
+    entries = nvidia.parse_dkms_status(smi("dkms_status_built.txt"))
+    message = nvidia.dkms_failure(entries, "nvidia-srv", "535.183.01", "5.15.0-113-generic")
+    assert message == "DKMS module nvidia-srv/535.183.01 is 'built' for kernel 5.15.0-113-generic"
+
+
+def test_detect_hgx_h100_gpus_and_nvswitches():
+    state = nvidia.read_host_state(str(ROOTS / "hgx_h100"))
+    assert state["pci_gpu_count"] == 8
+    assert state["nvswitch_count"] == 4
+    assert (state["driver_loaded"], state["driver_loaded_version"], state["driver_loaded_flavor"]) == (
+        True, "550.54.15", "proprietary")
+    assert (state["secure_boot"], state["efi"], state["container"], state["nouveau_loaded"]) == (
+        False, True, False, False)
+
+
+def test_detect_gpus_without_driver_from_pci():
+    state = nvidia.read_host_state(str(ROOTS / "hgx_h200_no_driver"))
+    gpus = nvidia.gpus_from_pci(state["pci_devices"])
+    assert state["driver_loaded"] is False
+    assert state["nvswitch_count"] == 4
+    assert [gpu["pci_bus_id"] for gpu in gpus][:2] == ["0000:1b:00.0", "0000:43:00.0"]
+    assert {gpu["name"] for gpu in gpus} == {"NVIDIA H200"}
+    assert {gpu["kernel_driver"] for gpu in gpus} == {None}
+    assert gpus[0]["uuid"] is None and gpus[0]["compute_capability"] == "9.0"
+
+
+def test_detect_secure_boot_and_open_module():
+    state = nvidia.read_host_state(str(ROOTS / "l4_secure_boot"))
+    assert state["secure_boot"] is True
+    assert state["driver_loaded_flavor"] == "open"
+    assert state["pci_gpu_count"] == 2 and state["nvswitch_count"] == 0
+
+
+def test_detect_wrong_module_loaded():
+    state = nvidia.read_host_state(str(ROOTS / "t4_nouveau"))
+    (gpu,) = nvidia.gpus_from_pci(state["pci_devices"])
+    assert state["nouveau_loaded"] is True
+    assert state["driver_loaded"] is False
+    assert gpu["kernel_driver"] == "nouveau" and gpu["name"] == "Tesla T4"
+    assert (state["secure_boot"], state["efi"]) == (False, False)
+
+
+def test_detect_no_gpu():
+    state = nvidia.read_host_state(str(ROOTS / "no_gpu"))
+    assert state["pci_gpu_count"] == 0 and state["pci_devices"] == []
+    assert state["container"] is False
+
+
+def test_detect_container_from_marker_and_detect_virt(tmp_path):
+    assert nvidia.read_host_state(str(ROOTS / "podman_container"))["container"] is True
+    assert nvidia.in_container(str(tmp_path), "podman\n") is True
+    assert nvidia.in_container(str(tmp_path), "none\n") is False
+    (tmp_path / ".dockerenv").write_text("")
+    assert nvidia.in_container(str(tmp_path), "none\n") is True
+
+
+def test_detect_container_from_pid1_environment(tmp_path):
+    (tmp_path / "proc" / "1").mkdir(parents=True)
+    (tmp_path / "proc" / "1" / "environ").write_bytes(b"PATH=/usr/bin\0container=lxc\0")
+    assert nvidia.in_container(str(tmp_path)) is True
+
+
+def test_unknown_nvidia_device_is_named_by_id(tmp_path):
+    device = tmp_path / "sys/bus/pci/devices/0000:01:00.0"
+    device.mkdir(parents=True)
+    (device / "vendor").write_text("0x10de\n")
+    (device / "device").write_text("0x2901\n")
+    (device / "class").write_text("0x030200\n")
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(str(tmp_path)))
+    assert gpu["name"] == "NVIDIA device 0x2901" and gpu["compute_capability"] is None
+
+
+def test_gpu_model_is_the_majority_name():
+    gpus = [{"name": "NVIDIA L4"}, {"name": "Tesla T4"}, {"name": "Tesla T4"}]
+    assert nvidia.gpu_model(gpus) == "Tesla T4"
+    assert nvidia.gpu_model(gpus[:2]) == "NVIDIA L4"
+    assert nvidia.gpu_model([]) == ""
+
+
+@pytest.mark.parametrize("wanted,installed,loaded,nouveau,action", [
+    ("535.309.01", "535.309.01", "535.309.01", False, "none"),
+    ("535.309.01", None, "535.309.01", False, "none"),
+    ("535.309.01", "535.309.01", None, False, "load"),
+    ("535.309.01", "535.309.01", "535.261.03", False, "reboot"),
+    ("535.309.01", "535.309.01", None, True, "reboot"),
+])
+def test_driver_action(wanted, installed, loaded, nouveau, action):
+    assert nvidia.driver_action(wanted, installed, loaded, nouveau) == action

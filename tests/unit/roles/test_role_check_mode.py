@@ -1,0 +1,46 @@
+"""Both roles run in check mode against localhost: no failure, and nothing written."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+ROOTS = REPO / "tests/unit/fixtures/nvidia/roots"
+PLAYBOOK = Path(__file__).with_name("check_mode.yml")
+WRITTEN_BY_THE_ROLES = [
+    "/etc/modprobe.d/gpufleet-blacklist-nouveau.conf",
+    "/etc/apt/sources.list.d/gpufleet-debian-nonfree.sources",
+    "/etc/apt/preferences.d/gpufleet-nvidia-driver",
+    "/etc/ansible/facts.d/gpufleet_nvidia_driver.fact",
+    "/etc/profile.d/gpufleet-cuda.sh",
+]
+HOSTS = {
+    "lab_defaults": {"nvidia_driver_detection_root": str(ROOTS / "podman_container")},
+    "lab_userspace_and_cuda": {"nvidia_driver_detection_root": str(ROOTS / "podman_container"),
+                               "nvidia_driver_container_userspace": True,
+                               "cuda_toolkit_versions": ["11.8.89~11.8.0-5~deb12u1"]},
+    "t4_with_nouveau": {"nvidia_driver_detection_root": str(ROOTS / "t4_nouveau")},
+}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/apt-get").exists() or any(Path(p).exists() for p in WRITTEN_BY_THE_ROLES),
+                    reason="needs a Debian-family controller the roles have not been applied to")
+def test_roles_in_check_mode_change_nothing(tmp_path):
+    inventory = {"all": {"hosts": {name: dict(vars_, ansible_connection="local",
+                                              ansible_python_interpreter="/usr/bin/python3")
+                                   for name, vars_ in HOSTS.items()}}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), ANSIBLE_CACHE_PLUGIN="memory",
+               ANSIBLE_FORKS="10", ANSIBLE_GATHER_SUBSET="!all,!min,distribution,kernel,architecture")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "--check", "-i", str(tmp_path / "hosts.yml"),
+         str(PLAYBOOK)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "NVIDIA kernel driver skipped: container" in result.stdout
+    assert "CUDA toolkit skipped: cuda_toolkit_versions is empty" in result.stdout
+    assert [p for p in WRITTEN_BY_THE_ROLES if Path(p).exists()] == []
