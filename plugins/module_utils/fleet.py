@@ -7,6 +7,8 @@ all need, so that they can never disagree about a port.
 
 from __future__ import annotations
 
+from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
+
 # Keep in step with roles/model_server/defaults/main.yml (tests/unit check it).
 DEFAULT_BASE_PORT = 8000
 DEFAULT_TENSOR_PARALLEL_SIZE = 1
@@ -77,11 +79,6 @@ def fleet_model_servers(hostvars, hosts):
 
 
 ENGINES = ("vllm", "simulator")
-
-
-def region_group(region):
-    """The inventory group of a region: ``us-east`` -> ``region_us_east``."""
-    return "region_" + "".join(c if c.isalnum() or c == "_" else "_" for c in str(region)).lower()
 
 
 def _check_gpu_node(host, hv):

@@ -10,9 +10,9 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (
     FleetLayoutError,
     fleet_model_servers,
     model_server_instances,
-    region_group,
     validate_fleet,
 )
+from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
 
 ROOT = Path(__file__).resolve().parents[3]
 
