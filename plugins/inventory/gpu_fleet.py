@@ -201,6 +201,7 @@ sources:
             vars:
               rack: ams-b2
 
+---
 # cloud.gpu_fleet.yml: GPU instances of two clouds, cached for an hour
 plugin: gpufleet.llm.gpu_fleet
 cache: true

@@ -160,7 +160,8 @@ ansible_facts:
       type: int
       sample: 8
     nvidia_gpu_model:
-      description: The most common GPU name on the host; empty without GPUs. Named apart from the inventory's C(gpu_model).
+      description:
+        - The most common GPU name on the host; empty without GPUs. Named apart from the inventory's C(gpu_model).
       returned: always
       type: str
       sample: NVIDIA H100 80GB HBM3

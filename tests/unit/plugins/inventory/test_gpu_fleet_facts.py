@@ -19,7 +19,8 @@ H100 = {"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559}
 FACTS = {  # what gpu_facts found on each host
     "gpu1": {"gpus": [dict(H100, index=index) for index in range(8)], "nvidia_gpu_count": 8,
              "nvidia_gpu_model": "NVIDIA H100 80GB HBM3"},
-    "gpu2": {"gpus": [], "nvidia_gpu_count": 0, "nvidia_gpu_model": None},  # no GPU seen (driver not loaded): keep declared
+    # No GPU seen (driver not loaded): keep the declared values.
+    "gpu2": {"gpus": [], "nvidia_gpu_count": 0, "nvidia_gpu_model": None},
     "lb1": {"gpus": [dict(H100, index=0)], "nvidia_gpu_count": 1, "nvidia_gpu_model": "NVIDIA H100 80GB HBM3"},
 }
 
