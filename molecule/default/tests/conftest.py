@@ -17,8 +17,10 @@ INVENTORY = ROOT / "inventories" / "lab"
 # Ansible's commands from the same environment as the tests.
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / ".collections"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers  # noqa: E402
+from inventory_listing import group_hosts  # noqa: E402
 
 
 class Fleet:
@@ -26,16 +28,8 @@ class Fleet:
 
     def __init__(self, inventory: dict):
         self.hostvars = inventory["_meta"]["hostvars"]
-        self.groups = {name: self._hosts(inventory, name) for name in inventory if name != "_meta"}
+        self.groups = {name: sorted(group_hosts(inventory, name)) for name in inventory if name != "_meta"}
         self.servers = fleet_model_servers(self.hostvars, self.groups["gpu_nodes"])
-
-    @staticmethod
-    def _hosts(inventory: dict, group: str) -> list[str]:
-        entry = inventory.get(group, {})
-        hosts = list(entry.get("hosts", []))
-        for child in entry.get("children", []):
-            hosts.extend(h for h in Fleet._hosts(inventory, child) if h not in hosts)
-        return hosts
 
     def region_of(self, host: str) -> str:
         return self.hostvars[host]["gpufleet_region"]

@@ -26,12 +26,14 @@ import testinfra
 ROOT = Path(__file__).resolve().parents[3]
 INVENTORY = Path(os.environ.get("GPUFLEET_INVENTORY", ROOT / "inventories" / "lab"))
 sys.path.insert(0, str(ROOT / ".collections"))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "monitoring"))
 
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (  # noqa: E402
     fleet_model_servers,
     host_address,
 )
+from inventory_listing import group_hosts  # noqa: E402
 from monitoring_support import (  # noqa: E402
     DASHBOARDS,
     boolify,
@@ -50,12 +52,6 @@ def _ansible_tool(name):
         else shutil.which(name)
 
 
-def _group(data, group):
-    node = data.get(group, {})
-    hosts = set(node.get("hosts", []))
-    for child in node.get("children", []):
-        hosts |= _group(data, child)
-    return hosts
 
 
 def _published(hostvars, host, container_port):
@@ -82,11 +78,10 @@ def fleet():
                             capture_output=True, text=True, timeout=120, check=True, cwd=ROOT)
     data = json.loads(result.stdout)
     hostvars = data["_meta"]["hostvars"]
-    for host in _group(data, "all"):
+    for host in group_hosts(data, "all"):
         hostvars.setdefault(host, {})
-    return {"data": data, "hostvars": hostvars, "all": sorted(_group(data, "all")),
-            "gpu_nodes": sorted(_group(data, "gpu_nodes")), "load_balancers": sorted(_group(data, "load_balancers")),
-            "monitoring": sorted(_group(data, "monitoring"))}
+    groups = {name: sorted(group_hosts(data, name)) for name in ("all", "gpu_nodes", "load_balancers", "monitoring")}
+    return {"data": data, "hostvars": hostvars, **groups}
 
 
 @pytest.fixture(scope="module")

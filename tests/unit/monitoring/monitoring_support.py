@@ -80,13 +80,6 @@ def inventory_data(inventory):
     return json.loads(result.stdout)
 
 
-def group_hosts(data, group):
-    """Hosts of a group, children included, as ansible-inventory --list reports them."""
-    node = data.get(group, {})
-    hosts = set(node.get("hosts", []))
-    for child in node.get("children", []):
-        hosts |= group_hosts(data, child)
-    return hosts
 
 
 RENDERED_INVENTORIES = [FIXTURE_INVENTORY, LAB_INVENTORY, *PRODUCTION_INVENTORIES]

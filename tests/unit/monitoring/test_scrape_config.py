@@ -7,11 +7,11 @@ import subprocess
 import pytest
 import yaml
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers, host_address
+from inventory_listing import group_hosts
 from monitoring_support import (
     FIXTURE_INVENTORY,
     LAB_INVENTORY,
     RENDERED_INVENTORIES,
-    group_hosts,
     inventory_data,
     render,
 )

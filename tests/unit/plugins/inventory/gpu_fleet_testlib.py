@@ -136,13 +136,6 @@ def _unmark(value):
     return value["__ansible_unsafe"] if set(value) == {"__ansible_unsafe"} else value
 
 
-def group_members(listing, group):
-    """Hosts of ``group`` in ``ansible-inventory --list`` output, directly or through child groups."""
-    node = listing.get(group, {})
-    hosts = set(node.get("hosts", []))
-    for child in node.get("children", []):
-        hosts |= group_members(listing, child)
-    return hosts
 
 
 # --- Compute Engine: recorded API responses on loopback ---------------------------------------------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from gpu_fleet_testlib import ROOT, group_members, inventory_list, run_ansible, write_config
+from gpu_fleet_testlib import ROOT, inventory_list, run_ansible, write_config
+from inventory_listing import group_hosts
 
 SPEC = {
     "sources": [{
@@ -59,7 +60,7 @@ def test_list_gives_contract_vars_and_groups(tmp_path, ansible_env):
     }
     assert set(listing["all"]["children"]) == set(expected_groups) | {"ungrouped"}
     for group, hosts in expected_groups.items():
-        assert group_members(listing, group) == hosts, group
+        assert group_hosts(listing, group) == hosts, group
 
 
 def test_strings_from_the_spec_are_never_templated(tmp_path, ansible_env):
@@ -151,7 +152,7 @@ def test_lab_spec_matches_the_static_lab_inventory(tmp_path):
     views = []
     for source in ("inventories/lab", "inventories/lab_spec"):
         listing = inventory_list(ROOT / source, env, cwd=ROOT)
-        groups = {group: group_members(listing, group) for group in listing
+        groups = {group: group_hosts(listing, group) for group in listing
                   if group in ("gpu_nodes", "load_balancers", "monitoring") or group.startswith("region_")}
         hostvars = {host: {key: value for key, value in hv.items() if key in ("gpufleet_region", "gpu_count",
                                                                                "gpu_model")}
