@@ -8,12 +8,13 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image docs clean
+.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
 	@echo "make lab-down  remove the lab's containers and network"
 	@echo "make test      lint, unit tests and molecule scenarios"
+	@echo "make bench     the serving-path benchmarks (docs/benchmarks.md)"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -59,6 +60,14 @@ molecule-gpu-stack: lab-image
 # Podman set up and the lab image built (again only when its recipe changed), without containers.
 lab-image: venv
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab.yml --tags lab_image
+
+# The loopback comparisons of docs/benchmarks.md (about 10 minutes); they rewrite its results section.
+bench: venv
+	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md
+
+# site.yml on the lab with the collection's ansible.cfg against Ansible's defaults; recreates the lab.
+bench-control-plane: venv
+	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/control_plane.py --out .cache/bench
 
 # The role pages in docs/roles/ are generated from each role's meta/argument_specs.yml.
 docs: venv

@@ -15,6 +15,7 @@ def test_defaults_without_environment():
     assert (config.max_model_len, config.max_num_seqs, config.max_waiting) == (4096, 256, 0)
     assert config.failure_rate == 0.0 and config.failure_types == ("server_error",)
     assert config.seed is None and config.prefix_cache_blocks == 0
+    assert config.request_log == ""
 
 
 def test_every_knob_has_a_prefixed_env_var_and_a_matching_flag():

@@ -102,6 +102,8 @@ class SimConfig:
     seed: int | None = _knob(None, "random seed for repeatable latencies, failures and text (unset: new each start)",
                              _optional_int)
     prefix_cache_blocks: int = _knob(0, "prefix cache size in blocks of 16 tokens (0 = off)", _number(int, 0))
+    request_log: str = _knob("", "file to append '<unix time> <request id>' to for every generation request "
+                             "accepted, written at once so a killed server leaves a complete record (empty = off)", str)
 
     @classmethod
     def knobs(cls) -> tuple[dataclasses.Field, ...]:

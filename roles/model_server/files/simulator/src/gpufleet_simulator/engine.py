@@ -43,6 +43,16 @@ class Sequence:
         return len(self.prompt_tokens) + generated
 
 
+class RequestLog:
+    """One line per accepted generation request, flushed to the kernel at once so even SIGKILL loses none."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a", buffering=1, encoding="utf-8")  # open for the server's lifetime
+
+    def record(self, request_id: str) -> None:
+        self._file.write(f"{time.time():.6f} {request_id}\n")
+
+
 async def _sleep_until(deadline: float) -> None:
     delay = deadline - time.monotonic()
     # sleep(0) when already late still yields, so zero-latency settings cannot starve other streams
@@ -57,6 +67,7 @@ class Engine:
         self.prefix_cache = PrefixCache(config.prefix_cache_blocks) if config.prefix_cache_blocks else None
         self.started_at = time.monotonic()
         self.started_at_wall = time.time()
+        self.request_log = RequestLog(config.request_log) if config.request_log else None
         self.metrics = Metrics(config.model, config.instance_id, running=lambda: self.scheduler.num_running,
                                waiting=lambda: self.scheduler.num_waiting, kv_cache_usage=self._kv_cache_usage)
 
@@ -99,6 +110,8 @@ class Engine:
         else:
             count = min(self.config.output_tokens, limit - prompt_len)
             reason = "stop" if count == self.config.output_tokens else "length"
+        if self.request_log is not None:
+            self.request_log.record(request_id)
         return Sequence(request_id, prompt_tokens, filler_tokens(self.rng, count), reason)
 
     def check_capacity(self) -> None:

@@ -1,0 +1,358 @@
+"""The five loopback comparisons of the benchmark (the sixth, the control plane, is control_plane.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import arrivals, fixtures, loadgen, stats, workload
+from .client import Record
+from .outcome import Check, Outcome, interleaved
+from .plots import plot_comparison
+
+MODEL = "simulated-llm"
+TIMEOUT_S = 60.0
+
+
+class Bench:
+    """Ports, rendered configs and run lengths shared by the comparisons."""
+
+    def __init__(self, workdir: Path, port_base: int, *, reps: int, quick: bool, seed: int, img: Path) -> None:
+        self.workdir, self.reps, self.quick, self.seed, self.img = workdir, reps, quick, seed, img
+        base = port_base
+        self.sim_one = base + 101
+        self.sim_three = [base + 201, base + 202, base + 203]
+        self.ports = {"lb-one": base + 100, "naive-one": base + 110, "lb-three": base + 200,
+                      "naive-three": base + 210, "lb-affinity": base + 300, "lb-round-robin": base + 400}
+        self.confs: dict[str, Path] = {}
+
+    def render(self) -> None:
+        """Every role config in one ansible-playbook run; the naive ones from naive_nginx.conf."""
+        gpu_nodes = {
+            "bench-gpu-one": {"gpufleet_region": "bench-one", "gpu_count": 1, "model_server_base_port": self.sim_one},
+            "bench-gpu-three": {"gpufleet_region": "bench-three", "gpu_count": 3,
+                                "model_server_base_port": self.sim_three[0]},
+        }
+        for hostvars in gpu_nodes.values():
+            hostvars.update(gpu_model="simulated", gpufleet_address=fixtures.LOOPBACK)
+        lbs = {"lb-one": ("bench-one", {}), "lb-three": ("bench-three", {}),
+               "lb-affinity": ("bench-three", {"nginx_lb_session_affinity": True}),
+               "lb-round-robin": ("bench-three", {"nginx_lb_balancing": "round_robin"})}
+        specs = {}
+        for name, (region, extra) in lbs.items():
+            port = self.ports[name]
+            settings = {"nginx_lb_listen_address": fixtures.LOOPBACK, "nginx_lb_listen_port": port,
+                        "nginx_lb_status_port": port + 9, "nginx_lb_pid_file": str(self.workdir / f"{name}.pid"),
+                        "nginx_lb_error_log": str(self.workdir / f"error-{port}.log"),
+                        "nginx_lb_access_log": str(self.workdir / f"access-{port}.log"), **extra}
+            specs[name] = {"region": region, "settings": settings}
+        self.confs = fixtures.render_lb_configs(self.workdir, gpu_nodes, specs)
+        self.confs["naive-one"] = fixtures.naive_config(self.workdir / "naive-one.conf", self.workdir,
+                                                        self.ports["naive-one"], [self.sim_one])
+        self.confs["naive-three"] = fixtures.naive_config(self.workdir / "naive-three.conf", self.workdir,
+                                                          self.ports["naive-three"], self.sim_three)
+
+    @contextlib.contextmanager
+    def nginx(self, name: str) -> Iterator[fixtures.Nginx]:
+        access_log = self.workdir / f"access-{self.ports[name]}.log"
+        access_log.unlink(missing_ok=True)
+        with fixtures.nginx(self.confs[name], self.ports[name], self.workdir) as server:
+            yield server
+
+    def access_log(self, name: str) -> dict[str, str]:
+        """request id -> $upstream_addr (every server tried) from the access log of that config."""
+        pattern = re.compile(r"upstream=(?P<upstream>.*?) us=.*rid=(?P<rid>\S+)")
+        path = self.workdir / f"access-{self.ports[name]}.log"
+        found = {}
+        for line in path.read_text().splitlines() if path.exists() else []:
+            match = pattern.search(line)
+            if match:
+                found[match["rid"]] = match["upstream"]
+        return found
+
+    def simulators(self, ports: list[int], **settings: object):
+        return fixtures.simulators(ports, self.workdir, settings)
+
+    def plot_path(self, key: str) -> Path:
+        return self.img / f"bench-{key}.png"
+
+
+def _target(url: str, stream: bool = True, api: str = "completions") -> loadgen.Target:
+    return loadgen.Target(url, api=api, model=MODEL, stream=stream, timeout_s=TIMEOUT_S)
+
+
+def _run(target: loadgen.Target, requests, times, *, concurrency=None, duration=None,
+         prefix="req") -> loadgen.RunResult:
+    return asyncio.run(loadgen.run_requests(target, requests, times, max_concurrency=concurrency,
+                                            max_duration_s=duration, id_prefix=prefix))
+
+
+def _metrics(records: list[Record]) -> dict:
+    summary = stats.summarize(records)
+    flat = {"requests": summary["requests"], "failed": summary["failed"], "req_s": summary["request_throughput"],
+            "tok_s": summary["output_throughput"]}
+    for name in ("ttft", "itl", "e2e", "tpot"):
+        for q in ("p50", "p90", "p99"):
+            flat[f"{name}_{q}"] = summary[f"{name}_ms"][q]
+    return flat
+
+
+def _ratio(outcome_arms: dict, num: str, den: str, key: str) -> list[float]:
+    return [a[key] / b[key] if b[key] else float("nan") for a, b in zip(outcome_arms[num], outcome_arms[den],
+                                                                        strict=True)]
+
+
+def _delta(outcome_arms: dict, arm: str, base: str, key: str) -> list[float]:
+    return [a[key] - b[key] for a, b in zip(outcome_arms[arm], outcome_arms[base], strict=True)]
+
+
+def _collect(arm_names, reps) -> tuple[dict[str, list], dict[str, list]]:
+    return {arm: [None] * reps for arm in arm_names}, {arm: [] for arm in arm_names}
+
+
+def streaming(bench: Bench) -> Outcome:
+    """1. One simulator, 64 concurrent streams of 128 tokens: direct against through the role's LB."""
+    streams, waves = 64, (1 if bench.quick else 3)
+    arms, ttfts = _collect(["direct", "lb"], bench.reps)
+    itls: dict[str, list] = {"direct": [], "lb": []}
+    with bench.simulators([bench.sim_one], ttft_ms=50, itl_ms=20, output_tokens=128, prefill_ms_per_token=0), \
+            bench.nginx("lb-one") as lb:
+        urls = {"direct": f"http://{fixtures.LOOPBACK}:{bench.sim_one}", "lb": lb.url}
+        for rep, arm in interleaved(list(arms), bench.reps):
+            requests = workload.requests(streams * waves, [(128, 1.0)], 32, bench.seed + rep)
+            times = arrivals.send_times("concurrency", 0, len(requests))
+            result = _run(_target(urls[arm]), requests, times, concurrency=streams, duration=120,
+                          prefix=f"{arm}{rep}")
+            arms[arm][rep] = _metrics(result.records)
+            ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
+            itls[arm] += [gap * 1000 for r in result.records if r.ok for gap in r.itl]
+    checks = [Check("output tokens/s, LB ÷ direct", _ratio(arms, "lb", "direct", "tok_s"), 0.97, True),
+              Check("ITL p99, LB - direct", _delta(arms, "lb", "direct", "itl_p99"), 5.0, False, " ms"),
+              Check("TTFT p99, LB - direct", _delta(arms, "lb", "direct", "ttft_p99"), 20.0, False, " ms")]
+    plot = bench.plot_path("streaming")
+    plot_comparison(plot, "1. Streaming overhead: 64 streams x 128 tokens, one simulator", [
+        ("output tokens/s", {arm: [rep["tok_s"] for rep in arms[arm]] for arm in arms}),
+        ("ITL p99 (ms)", {arm: [rep["itl_p99"] for rep in arms[arm]] for arm in arms}),
+        ("TTFT p99 (ms)", {arm: [rep["ttft_p99"] for rep in arms[arm]] for arm in arms})],
+        cdfs=itls, cdf_label="inter-token latency (ms), all repetitions")
+    return Outcome("streaming", "1. Streaming overhead",
+                   f"One simulator (TTFT 50 ms, ITL 20 ms, 128 tokens), {streams} concurrent streams, "
+                   f"{streams * waves} requests per run; `direct` is the simulator, `lb` the role's rendered NGINX.",
+                   arms, [("output tokens/s", "tok_s"), ("TTFT p50 (ms)", "ttft_p50"), ("TTFT p99 (ms)", "ttft_p99"),
+                          ("ITL p50 (ms)", "itl_p50"), ("ITL p99 (ms)", "itl_p99"), ("failed", "failed")],
+                   checks, str(plot))
+
+
+def keepalive(bench: Bench) -> Outcome:
+    """2. Short requests as fast as a closed loop of 16 can go: role LB against naive config and direct."""
+    concurrency, duration = 16, (1.5 if bench.quick else 5.0)
+    arms, _ = _collect(["direct", "lb", "naive"], bench.reps)
+    with bench.simulators([bench.sim_one], ttft_ms=0, itl_ms=0, prefill_ms_per_token=0, output_tokens=1), \
+            bench.nginx("lb-one") as lb, bench.nginx("naive-one") as naive:
+        urls = {"direct": f"http://{fixtures.LOOPBACK}:{bench.sim_one}", "lb": lb.url, "naive": naive.url}
+        for rep, arm in interleaved(list(arms), bench.reps):
+            requests = workload.requests(100_000, [(1, 1.0)], 8, bench.seed + rep)
+            times = arrivals.send_times("concurrency", 0, len(requests))
+            result = _run(_target(urls[arm], stream=False), requests, times, concurrency=concurrency,
+                          duration=duration, prefix=f"{arm}{rep}")
+            arms[arm][rep] = _metrics(result.records)
+    checks = [Check("requests/s, LB ÷ naive", _ratio(arms, "lb", "naive", "req_s"), 2.0, True),
+              Check("requests/s, LB ÷ direct", _ratio(arms, "lb", "direct", "req_s"), 0.8, True)]
+    plot = bench.plot_path("keepalive")
+    plot_comparison(plot, "2. Keepalive: 1-token requests, 16 in flight, one simulator", [
+        ("requests/s", {arm: [rep["req_s"] for rep in arms[arm]] for arm in arms}),
+        ("end-to-end p50 (ms)", {arm: [rep["e2e_p50"] for rep in arms[arm]] for arm in arms}),
+        ("end-to-end p99 (ms)", {arm: [rep["e2e_p99"] for rep in arms[arm]] for arm in arms})])
+    return Outcome("keepalive", "2. Keepalive",
+                   f"One simulator answering at once (1 token, no simulated latency), {concurrency} requests in "
+                   f"flight for {duration:g} s per run, not streamed; the client keeps its connections alive in every "
+                   "arm, so the arms differ only in what the load balancer does upstream.",
+                   arms, [("requests/s", "req_s"), ("end-to-end p50 (ms)", "e2e_p50"),
+                          ("end-to-end p99 (ms)", "e2e_p99"), ("failed", "failed")], checks, str(plot))
+
+
+def heterogeneous(bench: Bench) -> Outcome:
+    """3. Three 8-slot simulators, 80% 16-token and 20% 512-token requests, Poisson at 80% of capacity."""
+    mix = [(16, 0.8), (512, 0.2)]
+    ttft_ms, itl_ms, slots = 50.0, 10.0, 8
+    service_s = (ttft_ms + (workload.mean_tokens(mix) - 1) * itl_ms) / 1000
+    capacity = 3 * slots / service_s
+    rate, duration = 0.8 * capacity, (6.0 if bench.quick else 25.0)
+    arms, ttfts = _collect(["lb", "naive", "lb-round-robin"], bench.reps)
+    with bench.simulators(bench.sim_three, ttft_ms=ttft_ms, itl_ms=itl_ms, max_num_seqs=slots,
+                          prefill_ms_per_token=0), \
+            bench.nginx("lb-three") as lb, bench.nginx("naive-three") as naive, \
+            bench.nginx("lb-round-robin") as round_robin:
+        urls = {"lb": lb.url, "naive": naive.url, "lb-round-robin": round_robin.url}
+        for rep, arm in interleaved(list(arms), bench.reps):
+            count = int(rate * duration)
+            requests = workload.requests(count, mix, 32, bench.seed + 100 + rep)
+            times = arrivals.send_times("poisson", rate, count, bench.seed + 100 + rep)
+            result = _run(_target(urls[arm]), requests, times, duration=duration + 1, prefix=f"{arm}{rep}")
+            arms[arm][rep] = _metrics(result.records)
+            ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
+    checks = [Check("TTFT p90, LB ÷ naive", _ratio(arms, "lb", "naive", "ttft_p90"), 0.5, False),
+              Check("TTFT p99, LB ÷ naive", _ratio(arms, "lb", "naive", "ttft_p99"), 0.7, False),
+              Check("output tokens/s, LB ÷ naive", _ratio(arms, "lb", "naive", "tok_s"), 0.98, True)]
+    plot = bench.plot_path("heterogeneous")
+    plot_comparison(plot, "3. Heterogeneous generations at 80% load (3 x 8 slots)", [
+        ("TTFT p90 (ms)", {arm: [rep["ttft_p90"] for rep in arms[arm]] for arm in arms}),
+        ("TTFT p99 (ms)", {arm: [rep["ttft_p99"] for rep in arms[arm]] for arm in arms}),
+        ("output tokens/s", {arm: [rep["tok_s"] for rep in arms[arm]] for arm in arms})],
+        cdfs=ttfts, cdf_label="TTFT (ms), all repetitions")
+    return Outcome("heterogeneous", "3. Heterogeneous generations",
+                   f"Three simulators (TTFT 50 ms, ITL 10 ms, 8 sequence slots each, FIFO queue behind them); "
+                   f"80% of requests ask for 16 tokens, 20% for 512; Poisson arrivals at {rate:.1f} req/s "
+                   f"(80% of the {capacity:.1f} req/s the slots can serve) for {duration:g} s, the same seeded "
+                   "schedule for every arm of a repetition. `lb-round-robin` is the role's config with "
+                   "`nginx_lb_balancing: round_robin`: it separates what least_conn gains from what buffering costs.",
+                   arms, [("TTFT p50 (ms)", "ttft_p50"), ("TTFT p90 (ms)", "ttft_p90"), ("TTFT p99 (ms)", "ttft_p99"),
+                          ("end-to-end p99 (ms)", "e2e_p99"), ("output tokens/s", "tok_s"), ("failed", "failed")],
+                   checks, str(plot))
+
+
+def _failover_run(bench: Bench, arm: str, rep: int, *, rate: float, duration: float, kill_at: float) -> dict:
+    killed_port = bench.sim_three[1]
+    config = "lb-three" if arm == "lb" else "naive-three"
+    with bench.simulators(bench.sim_three, ttft_ms=50, itl_ms=20, max_num_seqs=16, prefill_ms_per_token=0) as sims, \
+            bench.nginx(config) as server:
+        victim = sims[1]
+        count = int(rate * duration)
+        requests = workload.requests(count, [(64, 1.0)], 32, bench.seed + 200 + rep)
+        times = arrivals.send_times("poisson", rate, count, bench.seed + 200 + rep)
+
+        async def scenario() -> tuple[loadgen.RunResult, float]:
+            run = asyncio.ensure_future(loadgen.run_requests(_target(server.url), requests, times,
+                                                             max_duration_s=duration + 1, id_prefix=f"{arm}{rep}"))
+            await asyncio.sleep(kill_at)
+            await asyncio.get_running_loop().run_in_executor(None, victim.kill)
+            killed_at = time.perf_counter()
+            return await run, killed_at
+
+        result, killed_at = asyncio.run(scenario())
+    accepted = Counter(request_id for sim in sims for request_id in sim.accepted_ids())
+    on_victim = set(victim.accepted_ids())
+    upstreams = bench.access_log(config)
+    victim_addr = f"{fixtures.LOOPBACK}:{killed_port}"
+
+    def touched_victim(record: Record) -> bool:
+        return (record.instance == victim.instance_id or record.request_id in on_victim
+                or victim_addr in upstreams.get(record.request_id, ""))
+
+    failed = [record for record in result.records if not record.ok]
+    metrics = _metrics(result.records)
+    metrics.update({
+        "sent_after_kill": sum(1 for r in result.records if r.start >= killed_at - result.started_at),
+        "running_on_killed": len(on_victim - {r.request_id for r in result.records if r.ok}),
+        "failed_on_killed": sum(1 for r in failed if touched_victim(r)),
+        "failed_elsewhere": sum(1 for r in failed if not touched_victim(r)),
+        "cut_streams": sum(1 for r in result.records if r.cut),
+        "cut_elsewhere": sum(1 for r in result.records if r.cut and r.instance != victim.instance_id),
+        "executed_twice": sum(1 for times_run in accepted.values() if times_run > 1),
+        "not_logged": sum(1 for r in result.records if r.request_id not in upstreams),
+    })
+    return metrics
+
+
+def failover(bench: Bench) -> Outcome:
+    """4. One of three simulators SIGKILLed mid-run under Poisson load."""
+    rate, duration = 12.0, (6.0 if bench.quick else 15.0)
+    kill_at = duration * 0.4
+    arms, _ = _collect(["lb", "naive"], bench.reps)
+    for rep, arm in interleaved(list(arms), bench.reps):
+        arms[arm][rep] = _failover_run(bench, arm, rep, rate=rate, duration=duration, kill_at=kill_at)
+    checks = []
+    for arm in arms:
+        checks += [Check(f"{arm}: failed among requests not sent to the killed instance",
+                         [rep["failed_elsewhere"] for rep in arms[arm]], 0, False),
+                   Check(f"{arm}: requests executed twice", [rep["executed_twice"] for rep in arms[arm]], 0, False),
+                   Check(f"{arm}: streams cut that were not on the killed instance",
+                         [rep["cut_elsewhere"] for rep in arms[arm]], 0, False)]
+    plot = bench.plot_path("failover")
+    plot_comparison(plot, "4. Failover: one of three simulators killed mid-run", [
+        ("failed, on the killed instance", {arm: [rep["failed_on_killed"] for rep in arms[arm]] for arm in arms}),
+        ("failed, elsewhere", {arm: [rep["failed_elsewhere"] for rep in arms[arm]] for arm in arms}),
+        ("executed twice", {arm: [rep["executed_twice"] for rep in arms[arm]] for arm in arms}),
+        ("TTFT p99 (ms)", {arm: [rep["ttft_p99"] for rep in arms[arm]] for arm in arms})])
+    return Outcome("failover", "4. Failover",
+                   f"Three simulators (TTFT 50 ms, ITL 20 ms, 64 tokens, 16 slots), Poisson at {rate:g} req/s "
+                   f"for {duration:g} s; the second simulator gets SIGKILL at {kill_at:g} s. Every request carries "
+                   "its own X-Request-ID; the simulators append each id they accept to a log that survives SIGKILL "
+                   "(`--request-log`), and each NGINX logs every server it tried for each id.",
+                   arms, [("requests sent", "requests"), ("sent after the kill", "sent_after_kill"),
+                          ("running on the killed instance", "running_on_killed"),
+                          ("failed, on the killed instance", "failed_on_killed"),
+                          ("failed, not on the killed instance", "failed_elsewhere"),
+                          ("streams cut", "cut_streams"), ("executed twice", "executed_twice"),
+                          ("TTFT p99 (ms)", "ttft_p99")], checks, str(plot))
+
+
+def _prefix_cache_counts(ports: list[int]) -> tuple[float, float]:
+    hits = queries = 0.0
+    for port in ports:
+        with urllib.request.urlopen(f"http://{fixtures.LOOPBACK}:{port}/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("vllm:prefix_cache_hits_total{"):
+                    hits += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("vllm:prefix_cache_queries_total{"):
+                    queries += float(line.rsplit(" ", 1)[1])
+    return hits, queries
+
+
+def affinity(bench: Bench) -> Outcome:
+    """5. Multi-turn conversations over simulators with a prefix cache: affinity mode against least_conn."""
+    conversations, turns, users = (12, 12, 12) if bench.quick else (24, 12, 12)
+    reply_tokens, duration = 16, (10.0 if bench.quick else 40.0)
+    arms, ttfts = _collect(["affinity", "least_conn"], bench.reps)
+    settings = {"ttft_ms": 20, "itl_ms": 10, "prefill_ms_per_token": 0.25, "prefix_cache_blocks": 600,
+                "max_num_seqs": 16, "time_factor_under_load": 1.5}
+    for rep, arm in interleaved(list(arms), bench.reps):
+        config = "lb-affinity" if arm == "affinity" else "lb-three"
+        talks = workload.conversations(conversations, turns, context_words=1000, turn_words=16,
+                                       reply_words=reply_tokens, seed=bench.seed + 300 + rep)
+        with bench.simulators(bench.sim_three, **settings) as sims, bench.nginx(config) as server:
+            result = asyncio.run(loadgen.run_conversations(
+                _target(server.url, api="chat"), talks, users=users, max_tokens=reply_tokens, think_time_s=0.1,
+                max_duration_s=duration, id_prefix=f"{arm}{rep}"))
+            hits, queries = _prefix_cache_counts(bench.sim_three)
+        metrics = _metrics(result.records)
+        summary = stats.summarize(result.records)
+        shares = [summary["per_instance"].get(sim.instance_id, 0) for sim in sims]
+        metrics.update({"hit_rate": summary["prefix_cache_hit_rate"],
+                        "server_hit_rate": hits / queries if queries else float("nan"),
+                        "share_max_min": max(shares) / min(shares) if min(shares) else float("inf"),
+                        "share_max": max(shares) / sum(shares) if sum(shares) else float("nan")})
+        arms[arm][rep] = metrics
+        ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
+    checks = [Check("prefix cache hit rate, affinity - least_conn", _delta(arms, "affinity", "least_conn", "hit_rate"),
+                    0.0, True),
+              Check("TTFT p90, affinity ÷ least_conn", _ratio(arms, "affinity", "least_conn", "ttft_p90"), 1.0,
+                    False)]
+    plot = bench.plot_path("affinity")
+    plot_comparison(plot, "5. Session affinity: multi-turn chats, prefix-caching simulators", [
+        ("prefix cache hit rate", {arm: [rep["hit_rate"] for rep in arms[arm]] for arm in arms}),
+        ("TTFT p90 (ms)", {arm: [rep["ttft_p90"] for rep in arms[arm]] for arm in arms}),
+        ("requests: busiest ÷ idlest instance", {arm: [rep["share_max_min"] for rep in arms[arm]] for arm in arms})],
+        cdfs=ttfts, cdf_label="TTFT (ms), all repetitions")
+    return Outcome("affinity", "5. Session affinity",
+                   f"Three simulators with a prefix cache of 600 blocks of 16 tokens each (prefill 0.25 ms per "
+                   f"uncached prompt token, TTFT 20 ms, ITL 10 ms, up to 1.5x slower when full); {users} users hold "
+                   f"{conversations} chats of {turns} turns (a 1000-word context, 16-word questions, "
+                   f"{reply_tokens}-token answers), each turn resending the whole chat with an X-Session-ID header. "
+                   "`affinity` is the role with `nginx_lb_session_affinity: true`, `least_conn` its default.",
+                   arms, [("prefix cache hit rate (client, cached ÷ prompt tokens)", "hit_rate"),
+                          ("prefix cache hit rate (simulators' metrics)", "server_hit_rate"),
+                          ("TTFT p50 (ms)", "ttft_p50"), ("TTFT p90 (ms)", "ttft_p90"), ("TTFT p99 (ms)", "ttft_p99"),
+                          ("requests: busiest ÷ idlest instance", "share_max_min"),
+                          ("busiest instance's share", "share_max"), ("requests", "requests"), ("failed", "failed")],
+                   checks, str(plot))
+
+
+ALL = {"streaming": streaming, "keepalive": keepalive, "heterogeneous": heterogeneous, "failover": failover,
+       "affinity": affinity}

@@ -1,0 +1,198 @@
+"""The benchmark's moving parts on loopback: simulator processes, NGINX processes, and configs rendered by Ansible."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+SIMULATOR_SRC = REPO / "roles" / "model_server" / "files" / "simulator" / "src"
+RENDER_PLAYBOOK = REPO / "tests" / "bench" / "render_lb.yml"
+NAIVE_TEMPLATE = Path(__file__).with_name("naive_nginx.conf")
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
+    return found
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {LOOPBACK}:{port} within {START_TIMEOUT_S}s")
+
+
+def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_S)
+
+
+class Simulator:
+    """One gpufleet-simulator process on 127.0.0.1:port, logging every request id it accepts."""
+
+    def __init__(self, port: int, workdir: Path, settings: Mapping[str, object]) -> None:
+        self.port = port
+        self.instance_id = f"sim-{port}"
+        self.request_log = workdir / f"requests-{port}.log"
+        self.log = workdir / f"simulator-{port}.log"
+        self.request_log.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "gpufleet_simulator", "--host", LOOPBACK, "--port", str(port),
+                   "--no-access-log", "--log-level", "warning", "--instance-id", self.instance_id,
+                   "--request-log", str(self.request_log)]
+        for name, value in settings.items():
+            command += ["--" + name.replace("_", "-"), str(value)]
+        env = {key: value for key, value in os.environ.items() if not key.startswith("GPUFLEET_SIM_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SIMULATOR_SRC), env.get("PYTHONPATH")]))
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def wait(self) -> None:
+        _wait_for_port(self.port, self.process, self.log, f"simulator {self.instance_id}")
+
+    def kill(self) -> None:
+        """SIGKILL: the way a crashed GPU process goes, with no chance to finish anything."""
+        _stop(self.process, signal.SIGKILL)
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+    def accepted_ids(self) -> list[str]:
+        if not self.request_log.exists():
+            return []
+        return [line.split(" ", 1)[1] for line in self.request_log.read_text().splitlines() if " " in line]
+
+
+@contextlib.contextmanager
+def simulators(ports: Sequence[int], workdir: Path, settings: Mapping[str, object]) -> Iterator[list[Simulator]]:
+    started: list[Simulator] = []
+    try:
+        for port in ports:
+            if not port_is_free(port):
+                raise RuntimeError(f"port {LOOPBACK}:{port} is in use; pick another --port-base")
+            started.append(Simulator(port, workdir, settings))
+        for simulator in started:
+            simulator.wait()
+        yield started
+    finally:
+        for simulator in started:
+            simulator.stop()
+
+
+class Nginx:
+    """NGINX in the foreground with its own prefix; the config's pid and logs point into workdir."""
+
+    def __init__(self, conf: Path, port: int, workdir: Path) -> None:
+        self.conf, self.port, self.prefix = conf, port, workdir
+        self.log = workdir / f"nginx-{port}.out"
+        if not port_is_free(port):
+            raise RuntimeError(f"port {LOOPBACK}:{port} is in use; pick another --port-base")
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [nginx_binary(), "-p", str(workdir), "-e", str(workdir / f"error-{port}.log"), "-c", str(conf),
+                 "-g", "daemon off;"], stdout=out, stderr=subprocess.STDOUT)
+        _wait_for_port(port, self.process, self.log, f"nginx {conf.name}")
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        _stop(self.process, signal.SIGQUIT)  # graceful: workers finish and close their connections
+
+
+@contextlib.contextmanager
+def nginx(conf: Path, port: int, workdir: Path) -> Iterator[Nginx]:
+    server = Nginx(conf, port, workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def naive_config(path: Path, workdir: Path, port: int, servers: Sequence[int]) -> Path:
+    """The common blog setup: plain upstream, proxy_pass with Host and X-Forwarded headers, everything else default.
+
+    Only the pid, logs and temp paths point into workdir (and the access log names the upstream of each request,
+    which the failover comparison needs); none of that changes how requests are proxied.
+    """
+    # ${name} are ours; NGINX's own $variables pass through untouched
+    text = string.Template(NAIVE_TEMPLATE.read_text()).safe_substitute(
+        workdir=workdir, port=port, servers="\n".join(f"        server {LOOPBACK}:{server};" for server in servers))
+    if "${" in text:
+        raise RuntimeError(f"{NAIVE_TEMPLATE} has a placeholder this code does not fill")
+    (workdir / f"temp-{port}").mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def render_lb_configs(workdir: Path, gpu_nodes: Mapping[str, Mapping], load_balancers: Mapping[str, Mapping]) -> dict:
+    """Render the nginx_lb role's nginx.conf once per load balancer with ansible-playbook; returns name -> path.
+
+    gpu_nodes: name -> host vars (gpufleet_region, gpu_count, gpufleet_address, model_server_base_port, ...).
+    load_balancers: name -> {"region": ..., "settings": {nginx_lb_*: ...}}; settings win over the role's defaults.
+    """
+    lb_hosts = {}
+    confs = {}
+    for name, spec in load_balancers.items():
+        settings_file = workdir / f"{name}.settings.yml"
+        settings_file.write_text(yaml.safe_dump(dict(spec["settings"])))
+        confs[name] = workdir / f"{name}.conf"
+        lb_hosts[name] = {"gpufleet_region": spec["region"], "bench_lb_settings_file": str(settings_file),
+                          "bench_lb_conf": str(confs[name]), "bench_lb_prefix": str(workdir)}
+    common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+              "bench_nginx": nginx_binary()}
+    inventory = {"all": {"vars": common, "children": {
+        "gpu_nodes": {"hosts": {name: dict(hostvars) for name, hostvars in gpu_nodes.items()}},
+        "load_balancers": {"hosts": lb_hosts}}}}
+    inventory_file = workdir / "bench-inventory.yml"
+    inventory_file.write_text(yaml.safe_dump(inventory))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"),
+               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_CACHE_PLUGIN="memory", ANSIBLE_STDOUT_CALLBACK="default", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-tmp"))
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    result = subprocess.run([str(playbook), "-i", str(inventory_file), str(RENDER_PLAYBOOK)], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"rendering the nginx_lb configs failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+    return confs

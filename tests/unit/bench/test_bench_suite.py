@@ -1,0 +1,52 @@
+"""The suite end to end in its quick form, and the parts of its report."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from bench_support import REPO
+from gpufleet_bench import suite
+from gpufleet_bench.outcome import Check, interleaved
+
+
+def test_arms_alternate_their_order_between_repetitions():
+    assert interleaved(["a", "b", "c"], 3) == [(0, "a"), (0, "b"), (0, "c"), (1, "c"), (1, "b"), (1, "a"),
+                                               (2, "a"), (2, "b"), (2, "c")]
+
+
+def test_a_check_takes_the_median_of_the_repetitions():
+    assert Check("ratio", [0.9, 2.5, 2.1], 2.0, True).met
+    assert not Check("delta", [1.0, 9.0, 7.0], 5.0, False).met
+    assert Check("nan ignored", [float("nan"), 1.0, 3.0], 2.0, True).value == 2.0
+
+
+def test_docs_section_is_replaced_between_the_markers(tmp_path):
+    doc = tmp_path / "bench.md"
+    doc.write_text(f"intro\n{suite.MARK_START}\nold\n{suite.MARK_END}\noutro\n")
+    suite.update_docs(doc, "new table")
+    assert doc.read_text() == f"intro\n{suite.MARK_START}\nnew table\n{suite.MARK_END}\noutro\n"
+    (tmp_path / "plain.md").write_text("no markers")
+    with pytest.raises(RuntimeError, match="no <!-- bench:results:start -->"):
+        suite.update_docs(tmp_path / "plain.md", "x")
+
+
+def _suite(tmp_path, only):
+    base = 23000  # base+100 .. base+409, apart from make bench's 18000
+    return subprocess.run([sys.executable, "-m", "gpufleet_bench", "suite", "--only", only, "--quick", "--reps", "1",
+                           "--port-base", str(base), "--out", str(tmp_path)], cwd=REPO / "tests" / "bench",
+                          capture_output=True, text=True, timeout=240, check=False)
+
+
+def test_quick_failover_proves_no_request_ran_twice(tmp_path):
+    result = _suite(tmp_path, "failover")
+    assert result.returncode == 0, result.stderr[-3000:]
+    failover = json.loads((tmp_path / "results.json").read_text())["comparisons"]["failover"]
+    for arm in ("lb", "naive"):
+        run = failover["arms"][arm][0]
+        assert run["executed_twice"] == 0 and run["failed_elsewhere"] == 0 and run["cut_elsewhere"] == 0
+        assert run["running_on_killed"] >= 1  # the kill did hit requests in flight
+        assert run["failed_on_killed"] >= run["running_on_killed"]
+        assert run["not_logged"] == 0
+    assert (tmp_path / "img" / "bench-failover.png").read_bytes()[:4] == b"\x89PNG"
+    assert "### 4. Failover" in (tmp_path / "results.md").read_text()
