@@ -86,5 +86,6 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
 def run_playbook(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     # Plain, unwrapped output, so that tests can search it for a message.
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
-    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(INVENTORY), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=timeout, check=False)
+    # One stream: failures go to stderr where ANSIBLE_DISPLAY_FAILED_STDERR is set (molecule sets it).
+    return subprocess.run([str(BIN / "ansible-playbook"), "-i", str(INVENTORY), *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env, timeout=timeout, check=False)
