@@ -103,6 +103,11 @@ def _metrics(records: list[Record]) -> dict:
     return flat
 
 
+def _per_arm(arms, key):
+    """Each arm's values of ``key``, one per repetition, for a plot."""
+    return {arm: [rep[key] for rep in reps] for arm, reps in arms.items()}
+
+
 def _ratio(outcome_arms: dict, num: str, den: str, key: str) -> list[float]:
     return [a[key] / b[key] if b[key] else float("nan") for a, b in zip(outcome_arms[num], outcome_arms[den],
                                                                         strict=True)]
@@ -137,9 +142,9 @@ def streaming(bench: Bench) -> Outcome:
               Check("TTFT p99, LB - direct", _delta(arms, "lb", "direct", "ttft_p99"), 20.0, False, " ms")]
     plot = bench.plot_path("streaming")
     plot_comparison(plot, "1. Streaming overhead: 64 streams x 128 tokens, one simulator", [
-        ("output tokens/s", {arm: [rep["tok_s"] for rep in arms[arm]] for arm in arms}),
-        ("ITL p99 (ms)", {arm: [rep["itl_p99"] for rep in arms[arm]] for arm in arms}),
-        ("TTFT p99 (ms)", {arm: [rep["ttft_p99"] for rep in arms[arm]] for arm in arms})],
+        ("output tokens/s", _per_arm(arms, "tok_s")),
+        ("ITL p99 (ms)", _per_arm(arms, "itl_p99")),
+        ("TTFT p99 (ms)", _per_arm(arms, "ttft_p99"))],
         cdfs=itls, cdf_label="inter-token latency (ms), all repetitions")
     return Outcome("streaming", "1. Streaming overhead",
                    f"One simulator (TTFT 50 ms, ITL 20 ms, 128 tokens), {streams} concurrent streams, "
@@ -166,9 +171,9 @@ def keepalive(bench: Bench) -> Outcome:
               Check("requests/s, LB ÷ direct", _ratio(arms, "lb", "direct", "req_s"), 0.8, True)]
     plot = bench.plot_path("keepalive")
     plot_comparison(plot, "2. Keepalive: 1-token requests, 16 in flight, one simulator", [
-        ("requests/s", {arm: [rep["req_s"] for rep in arms[arm]] for arm in arms}),
-        ("end-to-end p50 (ms)", {arm: [rep["e2e_p50"] for rep in arms[arm]] for arm in arms}),
-        ("end-to-end p99 (ms)", {arm: [rep["e2e_p99"] for rep in arms[arm]] for arm in arms})])
+        ("requests/s", _per_arm(arms, "req_s")),
+        ("end-to-end p50 (ms)", _per_arm(arms, "e2e_p50")),
+        ("end-to-end p99 (ms)", _per_arm(arms, "e2e_p99"))])
     return Outcome("keepalive", "2. Keepalive",
                    f"One simulator answering at once (1 token, no simulated latency), {concurrency} requests in "
                    f"flight for {duration:g} s per run, not streamed; the client keeps its connections alive in every "
@@ -202,9 +207,9 @@ def heterogeneous(bench: Bench) -> Outcome:
               Check("output tokens/s, LB ÷ naive", _ratio(arms, "lb", "naive", "tok_s"), 0.98, True)]
     plot = bench.plot_path("heterogeneous")
     plot_comparison(plot, "3. Heterogeneous generations at 80% load (3 x 8 slots)", [
-        ("TTFT p90 (ms)", {arm: [rep["ttft_p90"] for rep in arms[arm]] for arm in arms}),
-        ("TTFT p99 (ms)", {arm: [rep["ttft_p99"] for rep in arms[arm]] for arm in arms}),
-        ("output tokens/s", {arm: [rep["tok_s"] for rep in arms[arm]] for arm in arms})],
+        ("TTFT p90 (ms)", _per_arm(arms, "ttft_p90")),
+        ("TTFT p99 (ms)", _per_arm(arms, "ttft_p99")),
+        ("output tokens/s", _per_arm(arms, "tok_s"))],
         cdfs=ttfts, cdf_label="TTFT (ms), all repetitions")
     return Outcome("heterogeneous", "3. Heterogeneous generations",
                    f"Three simulators (TTFT 50 ms, ITL 10 ms, 8 sequence slots each, FIFO queue behind them); "
@@ -276,10 +281,10 @@ def failover(bench: Bench) -> Outcome:
                          [rep["cut_elsewhere"] for rep in arms[arm]], 0, False)]
     plot = bench.plot_path("failover")
     plot_comparison(plot, "4. Failover: one of three simulators killed mid-run", [
-        ("failed, on the killed instance", {arm: [rep["failed_on_killed"] for rep in arms[arm]] for arm in arms}),
-        ("failed, elsewhere", {arm: [rep["failed_elsewhere"] for rep in arms[arm]] for arm in arms}),
-        ("executed twice", {arm: [rep["executed_twice"] for rep in arms[arm]] for arm in arms}),
-        ("TTFT p99 (ms)", {arm: [rep["ttft_p99"] for rep in arms[arm]] for arm in arms})])
+        ("failed, on the killed instance", _per_arm(arms, "failed_on_killed")),
+        ("failed, elsewhere", _per_arm(arms, "failed_elsewhere")),
+        ("executed twice", _per_arm(arms, "executed_twice")),
+        ("TTFT p99 (ms)", _per_arm(arms, "ttft_p99"))])
     return Outcome("failover", "4. Failover",
                    f"Three simulators (TTFT 50 ms, ITL 20 ms, 64 tokens, 16 slots), Poisson at {rate:g} req/s "
                    f"for {duration:g} s; the second simulator gets SIGKILL at {kill_at:g} s. Every request carries "
@@ -336,9 +341,9 @@ def affinity(bench: Bench) -> Outcome:
                     False)]
     plot = bench.plot_path("affinity")
     plot_comparison(plot, "5. Session affinity: multi-turn chats, prefix-caching simulators", [
-        ("prefix cache hit rate", {arm: [rep["hit_rate"] for rep in arms[arm]] for arm in arms}),
-        ("TTFT p90 (ms)", {arm: [rep["ttft_p90"] for rep in arms[arm]] for arm in arms}),
-        ("requests: busiest ÷ idlest instance", {arm: [rep["share_max_min"] for rep in arms[arm]] for arm in arms})],
+        ("prefix cache hit rate", _per_arm(arms, "hit_rate")),
+        ("TTFT p90 (ms)", _per_arm(arms, "ttft_p90")),
+        ("requests: busiest ÷ idlest instance", _per_arm(arms, "share_max_min"))],
         cdfs=ttfts, cdf_label="TTFT (ms), all repetitions")
     return Outcome("affinity", "5. Session affinity",
                    f"Three simulators with a prefix cache of 600 blocks of 16 tokens each (prefill 0.25 ms per "
