@@ -101,8 +101,12 @@ def _check_gpu_node(host, hv):
     return errors
 
 
-def _check_ports(hostvars, gpu_nodes, load_balancers):
-    """Two instances, or an instance and a load balancer, may not share an address and port."""
+def _check_ports(hostvars, gpu_nodes, load_balancers, checked):
+    """Two instances, or an instance and a load balancer, may not share an address and port.
+
+    Every host claims its ports, so that a clash is found whichever host is checked;
+    only the checked hosts' clashes are reported.
+    """
     errors = []
     taken = {}
     for host in load_balancers:
@@ -116,10 +120,10 @@ def _check_ports(hostvars, gpu_nodes, load_balancers):
             continue  # reported by _check_gpu_node
         for server in servers:
             key = (server["address"], server["port"])
-            if key in taken:
+            if key in taken and host in checked:
                 errors.append(f"{host}: model server port {server['port']} on {server['address']} "
                               f"is already used by {taken[key]} (check model_server_base_port)")
-            else:
+            elif key not in taken:
                 taken[key] = f"{host} (model_server_base_port)"
     return errors
 
@@ -148,6 +152,5 @@ def validate_fleet(hostvars, groups, hosts=None):
             if not any(hostvars[g].get("gpufleet_region") == region for g in gpu_nodes):
                 errors.append(f"{host}: load balancer of gpufleet_region {region!r}, "
                               f"which has no host in gpu_nodes")
-    errors.extend(e for e in _check_ports(hostvars, gpu_nodes, load_balancers)
-                  if e.split(":", 1)[0] in checked)
+    errors.extend(_check_ports(hostvars, gpu_nodes, load_balancers, set(checked)))
     return errors
