@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane docs clean
+.PHONY: help venv host-packages lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -32,12 +32,29 @@ lab-down: venv
 
 test: lint unit molecule
 
+# Every Debian package the tests run (NGINX for the benchmark's loopback tests), in this one place. Debian's
+# postinst would start NGINX on port 80: a policy-rc.d that answers 101 ("action forbidden") keeps invoke-rc.d
+# and deb-systemd-invoke from starting any service during the install, and the unit is left disabled, so this
+# machine runs nothing the tests do not start themselves.
+HOST_PACKAGES := nginx
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing host packages: $$missing (no service started)"; \
+	  policy=/usr/sbin/policy-rc.d; created=; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' >$$policy; chmod 0755 $$policy; created=1; fi; \
+	  trap '[ -z "$$created" ] || rm -f '$$policy EXIT; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now nginx.service 2>/dev/null || true; fi; \
+	fi
+
 lint: venv
 	$(BIN)/yamllint --strict .
 	$(BIN)/ruff check .
 	$(BIN)/ansible-lint
 
-unit: venv promtool
+unit: venv promtool host-packages
 	$(BIN)/python -m pytest tests/unit
 
 # promtool and amtool check and test the monitoring rules; taken from Debian's packages without installing

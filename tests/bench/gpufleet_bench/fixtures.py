@@ -28,7 +28,7 @@ STOP_TIMEOUT_S = 10.0
 def nginx_binary() -> str:
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     if not found:
-        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx)")
+        raise RuntimeError("nginx is not installed: `make host-packages` installs it (Debian: apt-get install nginx)")
     return found
 
 

@@ -15,7 +15,7 @@ from bench_support import REPO, free_port
 from gpufleet_bench import fixtures
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx", path="/usr/sbin:/usr/bin:/usr/local/sbin") is None,
-                                reason="needs nginx")
+                                reason="needs nginx: `make host-packages` installs it")
 
 
 def _render(tmp_path, sim_ports, **variants):
