@@ -68,7 +68,7 @@ promtool: .cache/prometheus/usr/bin/promtool
 
 molecule: molecule-default molecule-gpu-stack
 
-molecule-default: venv
+molecule-default: lab-image
 	$(BIN)/molecule test -s default
 
 molecule-gpu-stack: lab-image
