@@ -65,10 +65,16 @@ def host_address(hostvars, host):
 
 
 def fleet_model_servers(hostvars, hosts):
-    """Every model server instance of ``hosts``, with host, address, region and port."""
+    """Every model server instance of ``hosts``, with host, address, region and port.
+
+    A retired node (``gpufleet_retired: true``) serves nothing: the load balancers and Prometheus drop it,
+    and its own instances are drained and stopped by the rollout.
+    """
     servers = []
     for host in hosts:
         hv = hostvars[host]
+        if str(hv.get("gpufleet_retired", False)).lower() in {"true", "yes", "1"}:
+            continue
         for instance in model_server_instances(
                 hv.get("gpu_count"),
                 hv.get("model_server_tensor_parallel_size", DEFAULT_TENSOR_PARALLEL_SIZE),

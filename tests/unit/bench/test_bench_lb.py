@@ -101,3 +101,35 @@ def test_preflight_accepts_only_a_header_name_for_the_affinity_mode(tmp_path, he
     assert (result.returncode == 0) == passes, result.stdout[-2000:]
     if not passes:
         assert "lb-a: nginx_lb_session_header must be a header name" in result.stdout
+
+
+def test_a_drained_instance_gets_no_new_requests_and_a_drained_backup_stays_down(tmp_path):
+    ports = [free_port(), free_port()]
+    lb_port = free_port()
+    gpu_nodes = {**{f"gpu-here-{i}": {"gpufleet_region": "here", "gpu_count": 1, "gpu_model": "sim",
+                                      "gpufleet_address": "127.0.0.1", "model_server_base_port": port}
+                    for i, port in enumerate(ports)},
+                 "gpu-there": {"gpufleet_region": "there", "gpu_count": 1, "gpu_model": "sim",
+                               "gpufleet_address": "127.0.0.2", "model_server_base_port": 9000}}
+    drained = [f"127.0.0.1:{ports[0]}", "127.0.0.2:9000"]
+    confs = fixtures.render_lb_configs(
+        tmp_path, gpu_nodes,
+        {"lb": {"region": "here", "settings": {
+            "nginx_lb_drained_instances": drained, "nginx_lb_listen_address": "127.0.0.1",
+            "nginx_lb_listen_port": lb_port, "nginx_lb_status_port": free_port(),
+            "nginx_lb_pid_file": str(tmp_path / "lb.pid"), "nginx_lb_error_log": str(tmp_path / "error.log"),
+            "nginx_lb_access_log": str(tmp_path / "access.log")}}})
+    conf = confs["lb"].read_text()
+    assert f"server 127.0.0.1:{ports[0]} max_fails=3 fail_timeout=10s down;" in conf
+    assert "server 127.0.0.2:9000 max_fails=3 fail_timeout=10s backup down;" in conf
+    assert f"server 127.0.0.1:{ports[1]} max_fails=3 fail_timeout=10s;" in conf
+    settings = {"ttft_ms": 0, "itl_ms": 0, "prefill_ms_per_token": 0, "output_tokens": 1}
+    with fixtures.simulators(ports, tmp_path, settings), fixtures.nginx(confs["lb"], lb_port, tmp_path) as lb, \
+            httpx.Client(base_url=lb.url, timeout=10) as client:
+        served = Counter()
+        for _ in range(20):
+            response = client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1})
+            assert response.status_code == 200
+            served[response.headers["x-gpufleet-instance"]] += 1
+    assert len(served) == 1 and sum(served.values()) == 20
+    assert str(ports[0]) not in next(iter(served))
