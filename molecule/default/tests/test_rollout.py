@@ -1,0 +1,159 @@
+"""Day-2: a rerun of site.yml that restarts every model server drains them batch by batch under live traffic.
+
+Runs last (file order): it leaves the fleet on a changed simulator setting, which only the destroy step follows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from conftest import run_playbook
+
+LOAD_SECONDS_MAX = 420
+STREAMS_PER_REGION = 3
+REQUESTS_MAX = 6000
+
+
+def _changed_settings(fleet) -> str:
+    first = fleet.hostvars[fleet.groups["gpu_nodes"][0]]
+    # A model load that takes seconds, as a real engine's takes minutes: no instance answers while it loads.
+    settings = dict(first["model_server_simulator_settings"], startup_delay_s=3)
+    return json.dumps({"model_server_simulator_settings": settings})
+
+
+def _start_times(fleet, lab_host) -> dict[tuple[str, int], str]:
+    times = {}
+    for server in fleet.servers:
+        unit = f"model-server@{server['port']}.service"
+        times[(server["host"], server["port"])] = lab_host(server["host"]).check_output(
+            f"systemctl show -p ExecMainStartTimestampMonotonic --value {unit}")
+    return times
+
+
+class Load:
+    """Streamed chats through each region's load balancer until stopped (bounded in count and time)."""
+
+    def __init__(self, fleet):
+        self.fleet, self.stop = fleet, threading.Event()
+        self.outcomes: Counter = Counter()
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._stream, args=(region,), daemon=True)
+                        for region in fleet.regions for _ in range(STREAMS_PER_REGION)]
+        self.deadline = time.monotonic() + LOAD_SECONDS_MAX
+
+    def _stream(self, region: str) -> None:
+        body = {"model": "simulated-llm", "stream": True, "max_tokens": 16,
+                "messages": [{"role": "user", "content": "Tell me about rolling restarts."}]}
+        with httpx.Client(timeout=60) as client:
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                with self.lock:
+                    if sum(self.outcomes.values()) >= REQUESTS_MAX:
+                        return
+                what = self._one(client, region, body)
+                if what == "closed before a response":
+                    # NGINX's old workers close idle keepalive connections at a graceful reload; a request sent on
+                    # one at that instant gets no byte back and reached no model server. HTTP clients (the openai
+                    # client's retries among them) send it again on a new connection; so does this one, once.
+                    with self.lock:
+                        self.outcomes["resent after a reload closed its idle connection"] += 1
+                    what = self._one(client, region, body)
+                with self.lock:
+                    self.outcomes["ok" if what == "ok" else "failed"] += 1
+                    if what != "ok":
+                        self.failures.append(f"{region}: {what}")
+
+    def _one(self, client: httpx.Client, region: str, body: dict) -> str:
+        lines: list[str] = []
+        try:
+            with client.stream("POST", f"{self.fleet.lb_url(region)}/v1/chat/completions", json=body) as r:
+                lines = [line for line in r.iter_lines() if line]
+        except httpx.RemoteProtocolError as exc:
+            if "without sending a response" in str(exc):
+                return "closed before a response"
+            return f"cut mid-stream after {len(lines)} events: {exc}"
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if r.status_code == 200 and lines and lines[-1] == "data: [DONE]":
+            return "ok"
+        return f"{r.status_code} {lines[-1:] if lines else 'no body'}"
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=90)
+
+
+class ReadySampler:
+    """Every 0.5 s, how many instances of each region answer /v1/models."""
+
+    def __init__(self, fleet):
+        self.fleet, self.stop = fleet, threading.Event()
+        self.minimum = {region: len(fleet.servers_of(region)) for region in fleet.regions}
+        self.samples = 0
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        with httpx.Client(timeout=2) as client:
+            deadline = time.monotonic() + LOAD_SECONDS_MAX
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                for region in self.fleet.regions:
+                    ready = 0
+                    for server in self.fleet.servers_of(region):
+                        try:
+                            ready += client.get(f"{self.fleet.server_url(server)}/v1/models").status_code == 200
+                        except httpx.HTTPError:
+                            pass
+                    self.minimum[region] = min(self.minimum[region], ready)
+                self.samples += 1
+                time.sleep(0.5)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def changed(fleet):
+    return _changed_settings(fleet)
+
+
+def test_check_mode_lists_the_instances_it_would_drain_and_changes_nothing(fleet, lab_host, changed):
+    before = _start_times(fleet, lab_host)
+    result = run_playbook("playbooks/site.yml", "--check", "-e", changed)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for server in fleet.servers:
+        assert f"restart {server['host']} {server['port']}" in result.stdout, result.stdout[-3000:]
+    assert _start_times(fleet, lab_host) == before
+
+
+def test_a_rerun_that_restarts_every_instance_drops_no_request(fleet, lab_host, changed):
+    before = _start_times(fleet, lab_host)
+    with ReadySampler(fleet) as sampler, Load(fleet) as load:
+        time.sleep(2)
+        started = time.monotonic()
+        result = run_playbook("playbooks/site.yml", "-e", changed)
+        rollout_s = time.monotonic() - started
+        time.sleep(2)
+    print(f"rollout under load: {rollout_s:.0f} s, {dict(load.outcomes)}, fewest ready per region "
+          f"{sampler.minimum} over {sampler.samples} samples")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load.outcomes["ok"] > 50 and load.failures == [], load.failures[:10]
+    after = _start_times(fleet, lab_host)
+    assert all(after[key] != before[key] for key in before), "an instance kept its old process"
+    for region in fleet.regions:
+        assert sampler.minimum[region] >= len(fleet.servers_of(region)) - 1, sampler.minimum
