@@ -19,10 +19,13 @@ STREAMS_PER_REGION = 3
 REQUESTS_MAX = 6000
 
 
-def _changed_settings(fleet) -> str:
-    first = fleet.hostvars[fleet.groups["gpu_nodes"][0]]
+def _changed_settings(fleet, lab_host) -> str:
+    first = fleet.groups["gpu_nodes"][0]
     # A model load that takes seconds, as a real engine's takes minutes: no instance answers while it loads.
-    settings = dict(first["model_server_simulator_settings"], startup_delay_s=3)
+    # Another value than the one running, so that a rerun of this test on a kept lab changes every instance too.
+    running = lab_host(first).file(f"/etc/gpufleet/model-server/{fleet.servers[0]['port']}.env").content_string
+    delay = 4 if "GPUFLEET_SIM_STARTUP_DELAY_S=3\n" in running else 3
+    settings = dict(fleet.hostvars[first]["model_server_simulator_settings"], startup_delay_s=delay)
     return json.dumps({"model_server_simulator_settings": settings})
 
 
@@ -128,8 +131,8 @@ class ReadySampler:
 
 
 @pytest.fixture(scope="module")
-def changed(fleet):
-    return _changed_settings(fleet)
+def changed(fleet, lab_host):
+    return _changed_settings(fleet, lab_host)
 
 
 def test_check_mode_lists_the_instances_it_would_drain_and_changes_nothing(fleet, lab_host, changed):
@@ -157,3 +160,28 @@ def test_a_rerun_that_restarts_every_instance_drops_no_request(fleet, lab_host, 
     assert all(after[key] != before[key] for key in before), "an instance kept its old process"
     for region in fleet.regions:
         assert sampler.minimum[region] >= len(fleet.servers_of(region)) - 1, sampler.minimum
+
+
+def test_retiring_a_node_under_load_drains_it_first_and_it_can_come_back(fleet, lab_host, tmp_path):
+    region = fleet.regions[0]
+    host = sorted({s["host"] for s in fleet.servers_of(region)})[-1]
+    ports = [s["port"] for s in fleet.servers if s["host"] == host]
+    overlay = tmp_path / "retire.yml"
+    # The one edit a user makes: gpufleet_retired on the host (here in a second inventory source).
+    overlay.write_text(json.dumps({"all": {"hosts": {host: {"gpufleet_retired": True}}}}))
+    with Load(fleet) as load:
+        time.sleep(2)
+        result = run_playbook("playbooks/site.yml", "-i", str(overlay))
+        time.sleep(2)
+    print(f"retiring {host} under load: {dict(load.outcomes)}")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert load.outcomes["ok"] > 20 and load.failures == [], load.failures[:10]
+    for port in ports:
+        unit = lab_host(host).service(f"model-server@{port}")
+        assert not unit.is_running and not unit.is_enabled
+    for lb in fleet.groups["load_balancers"]:
+        assert fleet.hostvars[host]["ansible_host"] not in lab_host(lb).file("/etc/nginx/nginx.conf").content_string
+
+    back = run_playbook("playbooks/site.yml")
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert all(lab_host(host).service(f"model-server@{port}").is_running for port in ports)
