@@ -7,7 +7,6 @@ from ansible_collections.gpufleet.llm.plugins.module_utils import nvidia
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia"
 SMI = FIXTURES / "smi"
-ROOTS = FIXTURES / "roots"
 
 
 def smi(name):
@@ -103,8 +102,8 @@ def test_dkms_failure_built_but_not_installed():
     assert message == "DKMS module nvidia-srv/535.183.01 is 'built' for kernel 5.15.0-113-generic"
 
 
-def test_detect_hgx_h100_gpus_and_nvswitches():
-    state = nvidia.read_host_state(str(ROOTS / "hgx_h100"))
+def test_detect_hgx_h100_gpus_and_nvswitches(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "hgx_h100"))
     assert state["pci_gpu_count"] == 8
     assert state["nvswitch_count"] == 4
     assert (state["driver_loaded"], state["driver_loaded_version"], state["driver_loaded_flavor"]) == (
@@ -113,8 +112,8 @@ def test_detect_hgx_h100_gpus_and_nvswitches():
         False, True, False, False)
 
 
-def test_detect_gpus_without_driver_from_pci():
-    state = nvidia.read_host_state(str(ROOTS / "hgx_h200_no_driver"))
+def test_detect_gpus_without_driver_from_pci(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "hgx_h200_no_driver"))
     gpus = nvidia.gpus_from_pci(state["pci_devices"])
     assert state["driver_loaded"] is False
     assert state["nvswitch_count"] == 4
@@ -124,15 +123,15 @@ def test_detect_gpus_without_driver_from_pci():
     assert gpus[0]["uuid"] is None and gpus[0]["compute_capability"] == "9.0"
 
 
-def test_detect_secure_boot_and_open_module():
-    state = nvidia.read_host_state(str(ROOTS / "l4_secure_boot"))
+def test_detect_secure_boot_and_open_module(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "l4_secure_boot"))
     assert state["secure_boot"] is True
     assert state["driver_loaded_flavor"] == "open"
     assert state["pci_gpu_count"] == 2 and state["nvswitch_count"] == 0
 
 
-def test_detect_wrong_module_loaded():
-    state = nvidia.read_host_state(str(ROOTS / "t4_nouveau"))
+def test_detect_wrong_module_loaded(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "t4_nouveau"))
     (gpu,) = nvidia.gpus_from_pci(state["pci_devices"])
     assert state["nouveau_loaded"] is True
     assert state["driver_loaded"] is False
@@ -140,14 +139,14 @@ def test_detect_wrong_module_loaded():
     assert (state["secure_boot"], state["efi"]) == (False, False)
 
 
-def test_detect_no_gpu():
-    state = nvidia.read_host_state(str(ROOTS / "no_gpu"))
+def test_detect_no_gpu(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "no_gpu"))
     assert state["pci_gpu_count"] == 0 and state["pci_devices"] == []
     assert state["container"] is False
 
 
-def test_detect_container_from_marker_and_detect_virt(tmp_path):
-    assert nvidia.read_host_state(str(ROOTS / "podman_container"))["container"] is True
+def test_detect_container_from_marker_and_detect_virt(nvidia_roots, tmp_path):
+    assert nvidia.read_host_state(str(nvidia_roots / "podman_container"))["container"] is True
     assert nvidia.in_container(str(tmp_path), "podman\n") is True
     assert nvidia.in_container(str(tmp_path), "none\n") is False
     (tmp_path / ".dockerenv").write_text("")

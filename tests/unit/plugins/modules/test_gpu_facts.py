@@ -10,7 +10,6 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.llm.plugins.modules import gpu_facts
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "nvidia"
-ROOTS = FIXTURES / "roots"
 SMI_PATH = "/usr/bin/nvidia-smi"
 
 
@@ -55,8 +54,8 @@ def run(args, answers, binaries=("nvidia-smi",), kernel="6.1.0-21-amd64", expect
     return output, commands
 
 
-def test_hgx_h100_with_driver():
-    out, commands = run({"root": str(ROOTS / "hgx_h100"), "_ansible_check_mode": True}, {
+def test_hgx_h100_with_driver(nvidia_roots):
+    out, commands = run({"root": str(nvidia_roots / "hgx_h100"), "_ansible_check_mode": True}, {
         query(): (0, smi("query_h100_sxm_8.csv"), ""),
         (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_h100_sxm_8.txt"), ""),
     })
@@ -76,8 +75,8 @@ def test_hgx_h100_with_driver():
     assert len(commands.calls) == 2
 
 
-def test_l4_without_nvlink_and_mig_not_supported():
-    out, _ = run({"root": str(ROOTS / "l4_secure_boot")}, {
+def test_l4_without_nvlink_and_mig_not_supported(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "l4_secure_boot")}, {
         query(): (0, smi("query_l4_2.csv"), ""),
         (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_l4_2.txt"), ""),
     })
@@ -87,8 +86,8 @@ def test_l4_without_nvlink_and_mig_not_supported():
     assert facts["gpu_host"]["secure_boot"] is True
 
 
-def test_a100_mig_enabled():
-    out, _ = run({"root": str(ROOTS / "no_gpu")}, {
+def test_a100_mig_enabled(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "no_gpu")}, {
         query(): (0, smi("query_a100_sxm4_mig.csv"), ""),
         (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_a100_partial.txt"), ""),
     })
@@ -97,8 +96,8 @@ def test_a100_mig_enabled():
     assert [g["nvlink"] for g in gpus] == [True, True, True, False]
 
 
-def test_driver_not_loaded_falls_back_to_pci():
-    out, commands = run({"root": str(ROOTS / "hgx_h200_no_driver")}, {
+def test_driver_not_loaded_falls_back_to_pci(nvidia_roots):
+    out, commands = run({"root": str(nvidia_roots / "hgx_h200_no_driver")}, {
         query(): (9, smi("err_no_driver.txt"), ""),
     })
     facts = out["ansible_facts"]
@@ -111,29 +110,29 @@ def test_driver_not_loaded_falls_back_to_pci():
     assert [c[1] for c in commands.calls] == [query()[1]]
 
 
-def test_driver_library_mismatch_falls_back_to_pci():
-    out, _ = run({"root": str(ROOTS / "hgx_h100")}, {query(): (18, smi("err_driver_mismatch.txt"), "")})
+def test_driver_library_mismatch_falls_back_to_pci(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "hgx_h100")}, {query(): (18, smi("err_driver_mismatch.txt"), "")})
     assert out["ansible_facts"]["nvidia_gpu_count"] == 8
     assert out["ansible_facts"]["gpu_host"]["nvidia_smi_error"].startswith("Failed to initialize NVML")
 
 
-def test_no_nvidia_smi_and_no_gpu():
-    out, commands = run({"root": str(ROOTS / "no_gpu")}, {}, binaries=())
+def test_no_nvidia_smi_and_no_gpu(nvidia_roots):
+    out, commands = run({"root": str(nvidia_roots / "no_gpu")}, {}, binaries=())
     facts = out["ansible_facts"]
     assert (facts["gpus"], facts["nvidia_gpu_count"], facts["nvidia_gpu_model"]) == ([], 0, "")
     assert facts["gpu_host"]["nvidia_smi_error"] == "nvidia-smi not found"
     assert commands.calls == []
 
 
-def test_nvidia_smi_finds_no_devices_in_a_container():
-    out, _ = run({"root": str(ROOTS / "podman_container")}, {query(): (6, smi("err_no_devices.txt"), "")})
+def test_nvidia_smi_finds_no_devices_in_a_container(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "podman_container")}, {query(): (6, smi("err_no_devices.txt"), "")})
     facts = out["ansible_facts"]
     assert facts["nvidia_gpu_count"] == 0
     assert facts["gpu_host"]["container"] is True
 
 
-def test_old_driver_without_compute_cap_field():
-    out, commands = run({"root": str(ROOTS / "t4_nouveau")}, {
+def test_old_driver_without_compute_cap_field(nvidia_roots):
+    out, commands = run({"root": str(nvidia_roots / "t4_nouveau")}, {
         query(): (2, smi("err_compute_cap_field.txt"), ""),
         query(compute_cap=False): (0, smi("query_t4_old_driver.csv"), ""),
         (SMI_PATH, "nvlink", "-s"): (0, "", ""),
@@ -143,8 +142,8 @@ def test_old_driver_without_compute_cap_field():
     assert len(commands.calls) == 3
 
 
-def test_wrong_module_loaded_needs_reboot():
-    out, _ = run({"root": str(ROOTS / "t4_nouveau"), "kernel_module": "nvidia-current",
+def test_wrong_module_loaded_needs_reboot(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "t4_nouveau"), "kernel_module": "nvidia-current",
                   "dkms_module": "nvidia-current", "driver_version": "535.309.01"}, {
         query(): (9, smi("err_no_driver.txt"), ""),
         ("/usr/bin/modinfo",): (0, "535.309.01\n", ""),
@@ -156,8 +155,8 @@ def test_wrong_module_loaded_needs_reboot():
     assert host["kernel_module"] == {"installed_version": "535.309.01", "dkms_error": None, "action": "reboot"}
 
 
-def test_wanted_driver_already_running_is_left_alone():
-    out, commands = run({"root": str(ROOTS / "hgx_h100"), "kernel_module": "nvidia", "dkms_module": "nvidia",
+def test_wanted_driver_already_running_is_left_alone(nvidia_roots):
+    out, commands = run({"root": str(nvidia_roots / "hgx_h100"), "kernel_module": "nvidia", "dkms_module": "nvidia",
                          "driver_version": "550.54.15"}, {
         query(): (0, smi("query_h100_sxm_8.csv"), ""),
         (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_h100_sxm_8.txt"), ""),
@@ -168,8 +167,8 @@ def test_wanted_driver_already_running_is_left_alone():
     assert ["/usr/bin/modinfo", "-k", "6.1.0-21-amd64", "-F", "version", "nvidia"] in commands.calls
 
 
-def test_module_not_built_for_running_kernel():
-    out, _ = run({"root": str(ROOTS / "hgx_h200_no_driver"), "kernel_module": "nvidia-current",
+def test_module_not_built_for_running_kernel(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "hgx_h200_no_driver"), "kernel_module": "nvidia-current",
                   "dkms_module": "nvidia-current", "driver_version": "535.309.01"}, {
         query(): (9, smi("err_no_driver.txt"), ""),
         ("/usr/bin/modinfo",): (1, "", "modinfo: ERROR: Module nvidia-current not found.\n"),
@@ -190,16 +189,16 @@ def test_container_detected_by_systemd_detect_virt(tmp_path):
     assert commands.calls == [["/usr/bin/systemd-detect-virt", "--container"]]
 
 
-def test_expected_gpu_count_met():
-    out, _ = run({"root": str(ROOTS / "l4_secure_boot"), "expected_gpu_count": 2}, {
+def test_expected_gpu_count_met(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "l4_secure_boot"), "expected_gpu_count": 2}, {
         query(): (9, smi("err_no_driver.txt"), ""),
     })
     assert out["ansible_facts"]["nvidia_gpu_count"] == 2 and "failed" not in out
 
 
-def test_expected_gpu_count_above_found_fails_with_both_numbers():
+def test_expected_gpu_count_above_found_fails_with_both_numbers(nvidia_roots):
     with mock.patch.object(gpu_facts.platform, "node", return_value="gpu7"):
-        out, _ = run({"root": str(ROOTS / "l4_secure_boot"), "expected_gpu_count": 4}, {
+        out, _ = run({"root": str(nvidia_roots / "l4_secure_boot"), "expected_gpu_count": 4}, {
             query(): (9, smi("err_no_driver.txt"), ""),
         }, expect_failure=True)
     assert out["failed"] is True
