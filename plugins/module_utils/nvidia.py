@@ -67,28 +67,62 @@ def normalize_bus_id(bus_id):
     return f"{domain}:{bus}:{rest}"
 
 
-def parse_query_gpu(text, fields=QUERY_FIELDS):
-    """Rows of `nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits` as dicts."""
-    gpus = []
+def _gpu_row(line, fields):
+    """One CSV row as a GPU dict; NvidiaParseError when the line is not a row of these fields."""
+    cells = [cell.strip() for cell in line.split(",")]
+    if len(cells) != len(fields):
+        raise NvidiaParseError(f"expected {len(fields)} fields, got {len(cells)} in {line!r}")
+    row = dict(zip(fields, cells, strict=True))
+    try:
+        index = int(row["index"])
+    except ValueError:
+        raise NvidiaParseError(f"GPU index {row['index']!r} is not a number in {line!r}") from None
+    # A field missing from `fields` (an older driver rejected it) is None, like a value the GPU does not report.
+    mig = _value(row.get("mig.mode.current", ""))
+    return {
+        "index": index,
+        "name": _value(row.get("name", "")),
+        "uuid": _value(row.get("uuid", "")),
+        "memory_total_mib": _int_or_none(row.get("memory.total", "")),
+        "driver_version": _value(row.get("driver_version", "")),
+        "compute_capability": _value(row.get("compute_cap", "")),
+        "pci_bus_id": normalize_bus_id(_value(row.get("pci.bus_id", ""))),
+        "mig_mode": mig.lower() if mig else None,
+    }
+
+
+def split_query_gpu(text, fields=QUERY_FIELDS):
+    """`nvidia-smi --query-gpu` output -> (GPU dicts by index, lines that are not GPU rows).
+
+    nvidia-smi writes warnings and per-GPU errors to stdout among the rows ("WARNING: infoROM is
+    corrupted at gpu ...", "Unable to determine the device handle for GPU ...: Unknown Error" or
+    "...: GPU is lost"); one such line must not cost the other GPUs, so it is returned, not raised.
+    """
+    gpus, problems = [], []
     for line in text.splitlines():
         if not line.strip():
             continue
-        cells = [cell.strip() for cell in line.split(",")]
-        if len(cells) != len(fields):
-            raise NvidiaParseError(f"expected {len(fields)} fields, got {len(cells)} in {line!r}")
-        row = dict(zip(fields, cells, strict=True))
-        mig = _value(row.get("mig.mode.current", ""))
-        gpus.append({
-            "index": int(row["index"]),
-            "name": _value(row["name"]),
-            "uuid": _value(row["uuid"]),
-            "memory_total_mib": _int_or_none(row["memory.total"]),
-            "driver_version": _value(row["driver_version"]),
-            "compute_capability": _value(row.get("compute_cap", "")),
-            "pci_bus_id": normalize_bus_id(_value(row["pci.bus_id"])),
-            "mig_mode": mig.lower() if mig else None,
-        })
-    return sorted(gpus, key=lambda gpu: gpu["index"])
+        try:
+            gpus.append(_gpu_row(line, fields))
+        except NvidiaParseError:
+            problems.append(line.strip())
+    return sorted(gpus, key=lambda gpu: gpu["index"]), problems
+
+
+def parse_query_gpu(text, fields=QUERY_FIELDS):
+    """Rows of `nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits` as dicts; strict."""
+    for line in text.splitlines():
+        if line.strip():
+            _gpu_row(line, fields)
+    return split_query_gpu(text, fields)[0]
+
+
+_INVALID_FIELD = re.compile(r'Field "(?P<field>[^"]+)" is not a valid field to query')
+
+
+def invalid_query_fields(text):
+    """Fields an older nvidia-smi rejects: `Field "compute_cap" is not a valid field to query.`"""
+    return [match.group("field") for match in _INVALID_FIELD.finditer(text or "")]
 
 
 _NVLINK_GPU = re.compile(r"^GPU (\d+):")

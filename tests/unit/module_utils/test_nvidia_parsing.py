@@ -53,6 +53,40 @@ def test_parse_query_gpu_rejects_rows_of_another_shape():
         nvidia.parse_query_gpu("0, Tesla T4\n")
 
 
+def test_split_query_gpu_keeps_rows_around_a_device_handle_error():
+    gpus, problems = nvidia.split_query_gpu(smi("query_h100_sxm_8_device_handle_error.csv"))
+    assert [g["index"] for g in gpus] == [0, 1, 2, 4, 5, 6, 7]
+    assert gpus[3]["pci_bus_id"] == "0000:9a:00.0"
+    assert problems == ["Unable to determine the device handle for GPU 0000:5D:00.0: Unknown Error"]
+
+
+def test_split_query_gpu_reports_inforom_warning_and_keeps_all_rows():
+    gpus, problems = nvidia.split_query_gpu(smi("query_l4_2_inforom_warning.csv"))
+    assert [g["name"] for g in gpus] == ["NVIDIA L4"] * 2
+    assert problems == ["WARNING: infoROM is corrupted at gpu 0000:41:00.0"]
+
+
+def test_split_query_gpu_row_with_a_non_numeric_index_is_a_problem():
+    # Eight cells, but the first is text: a message with seven commas must not become GPU "Unable...".
+    line = "Unable, to, determine, the, device, handle, for, GPU"
+    assert nvidia.split_query_gpu(line + "\n") == ([], [line])
+
+
+def test_parse_query_gpu_with_fields_left_out_sets_them_none():
+    fields = tuple(f for f in nvidia.QUERY_FIELDS if f not in ("compute_cap", "mig.mode.current"))
+    (gpu,) = nvidia.parse_query_gpu(smi("query_t4_418_driver.csv"), fields)
+    assert (gpu["compute_capability"], gpu["mig_mode"], gpu["memory_total_mib"]) == (None, None, 15109)
+
+
+@pytest.mark.parametrize("fixture,expected", [
+    ("err_compute_cap_field.txt", ["compute_cap"]),
+    ("err_mig_mode_field.txt", ["mig.mode.current"]),
+    ("err_no_driver.txt", []),
+])
+def test_invalid_query_fields(fixture, expected):
+    assert nvidia.invalid_query_fields(smi(fixture)) == expected
+
+
 def test_parse_query_gpu_empty_output_is_no_gpu():
     assert nvidia.parse_query_gpu("\n") == []
 

@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 from ansible.module_utils import basic
+from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.llm.plugins.modules import gpu_facts
 
@@ -43,7 +44,8 @@ def run(args, answers, binaries=("nvidia-smi",), kernel="6.1.0-21-amd64", expect
     def get_bin_path(_self, name, *_args, **_kwargs):
         return f"/usr/bin/{name}" if name in binaries else None
 
-    with patch_module_args(args), \
+    # Warnings live in a process-wide registry; clear it so each run reports only its own.
+    with patch_module_args(args), mock.patch.dict(ansible_warnings._global_warnings, clear=True), \
             mock.patch.object(basic.AnsibleModule, "run_command", lambda _self, a, **k: commands(a, **k)), \
             mock.patch.object(basic.AnsibleModule, "get_bin_path", get_bin_path), \
             mock.patch.object(gpu_facts.platform, "release", return_value=kernel), \
@@ -52,6 +54,11 @@ def run(args, answers, binaries=("nvidia-smi",), kernel="6.1.0-21-amd64", expect
     output = json.loads("".join(call.args[0] for call in write.call_args_list))
     assert exit_info.value.code == (1 if expect_failure else 0), output
     return output, commands
+
+
+def warning_messages(output):
+    """The module's warnings as text, whether ansible-core returns strings or warning summaries."""
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in output.get("warnings", [])]
 
 
 def test_hgx_h100_with_driver(nvidia_roots):
@@ -107,6 +114,8 @@ def test_driver_not_loaded_falls_back_to_pci(nvidia_roots):
     host = facts["gpu_host"]
     assert host["source"] == "pci"
     assert host["nvidia_smi_error"].startswith("NVIDIA-SMI has failed because it couldn't communicate")
+    # The failure is the reason, not a problem line to warn about.
+    assert out["nvidia_smi_problems"] == [] and warning_messages(out) == []
     assert [c[1] for c in commands.calls] == [query()[1]]
 
 
@@ -203,3 +212,69 @@ def test_expected_gpu_count_above_found_fails_with_both_numbers(nvidia_roots):
         }, expect_failure=True)
     assert out["failed"] is True
     assert out["msg"].startswith("gpu7: the inventory sets gpu_count=4 but only 2 NVIDIA GPU(s) were found")
+
+
+def test_lost_gpu_line_keeps_the_other_gpus_and_is_warned(nvidia_roots):
+    # nvidia-smi prints the error where GPU 3's row would be and exits 255 ("other error").
+    out, _ = run({"root": str(nvidia_roots / "hgx_h100")}, {
+        query(): (255, smi("query_h100_sxm_8_device_handle_error.csv"), ""),
+        (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_h100_sxm_8.txt"), ""),
+    })
+    facts = out["ansible_facts"]
+    assert facts["gpu_host"]["source"] == "nvidia-smi" and facts["gpu_host"]["nvidia_smi_error"] is None
+    assert [g["index"] for g in facts["gpus"]] == [0, 1, 2, 4, 5, 6, 7]
+    assert facts["nvidia_gpu_count"] == 7
+    problem = "Unable to determine the device handle for GPU 0000:5D:00.0: Unknown Error"
+    assert out["nvidia_smi_problems"] == [problem]
+    assert warning_messages(out) == [f"nvidia-smi: {problem}"]
+
+
+def test_gpu_fallen_off_the_bus_with_mig_rows_around_it(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "no_gpu")}, {
+        query(): (15, smi("query_a100_gpu_lost.csv"), ""),
+        (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_a100_partial.txt"), ""),
+    })
+    gpus = out["ansible_facts"]["gpus"]
+    assert [(g["index"], g["mig_mode"]) for g in gpus] == [(0, "enabled"), (1, "enabled"), (3, "disabled")]
+    assert out["nvidia_smi_problems"][0].endswith("GPU is lost.  Reboot the system to recover this GPU")
+
+
+def test_inforom_warning_before_the_rows_is_reported(nvidia_roots):
+    # nvidia-smi exits 14 for a corrupted infoROM although every row is there.
+    out, _ = run({"root": str(nvidia_roots / "l4_secure_boot")}, {
+        query(): (14, smi("query_l4_2_inforom_warning.csv"), ""),
+        (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_l4_2.txt"), ""),
+    })
+    assert out["ansible_facts"]["nvidia_gpu_count"] == 2
+    assert out["nvidia_smi_problems"] == ["WARNING: infoROM is corrupted at gpu 0000:41:00.0"]
+    assert warning_messages(out) == ["nvidia-smi: WARNING: infoROM is corrupted at gpu 0000:41:00.0"]
+
+
+def test_only_unusable_lines_falls_back_to_pci_and_says_why(nvidia_roots):
+    out, _ = run({"root": str(nvidia_roots / "hgx_h200_no_driver")}, {
+        query(): (0, "Unable to determine the device handle for GPU 0000:18:00.0: Unknown Error\n", ""),
+    })
+    host = out["ansible_facts"]["gpu_host"]
+    assert host["source"] == "pci" and out["ansible_facts"]["nvidia_gpu_count"] == 8
+    assert host["nvidia_smi_error"] == (
+        "unexpected nvidia-smi output: Unable to determine the device handle for GPU 0000:18:00.0: Unknown Error")
+
+
+def test_each_field_an_old_driver_rejects_is_dropped_and_left_none(nvidia_roots):
+    # A 418 driver knows neither compute_cap (510) nor mig.mode.current, and names one per try.
+    without_cap = [f for f in gpu_facts.QUERY_FIELDS if f != "compute_cap"]
+    without_both = [f for f in without_cap if f != "mig.mode.current"]
+    out, commands = run({"root": str(nvidia_roots / "t4_nouveau")}, {
+        (SMI_PATH, "--query-gpu=" + ",".join(without_both)): (0, smi("query_t4_418_driver.csv"), ""),
+        (SMI_PATH, "--query-gpu=" + ",".join(without_cap)): (2, smi("err_mig_mode_field.txt"), ""),
+        query(): (2, smi("err_compute_cap_field.txt"), ""),
+        (SMI_PATH, "nvlink", "-s"): (0, "", ""),
+    })
+    (gpu,) = out["ansible_facts"]["gpus"]
+    assert (gpu["name"], gpu["driver_version"], gpu["compute_capability"], gpu["mig_mode"]) == (
+        "Tesla T4", "418.87.01", None, None)
+    assert gpu["pci_bus_id"] == "0000:00:1e.0"
+    assert out["ansible_facts"]["gpu_host"]["nvidia_smi_missing_fields"] == ["compute_cap", "mig.mode.current"]
+    assert out["ansible_facts"]["gpu_host"]["source"] == "nvidia-smi"
+    assert out["nvidia_smi_problems"] == []
+    assert len(commands.calls) == 4
