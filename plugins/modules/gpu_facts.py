@@ -17,6 +17,7 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.nvidia import (
     parse_dkms_status,
     parse_nvlink_status,
     read_host_state,
+    read_pci_ids,
     split_query_gpu,
 )
 
@@ -132,6 +133,12 @@ ansible_facts:
           type: str
         pci_device_id:
           description: PCI device id such as C(0x2330); only when read from PCI.
+          type: str
+          returned: when read from PCI
+        pci_device_name:
+          description:
+            - The device's name in the host's PCI ID database (C(pci.ids)), such as C(GH100 [H200 SXM 141GB]); null
+              when the host has no C(pci.ids) or it does not know the device. Only when read from PCI.
           type: str
           returned: when read from PCI
         kernel_driver:
@@ -318,7 +325,7 @@ class GpuFacts:
                 links = self._nvlinks(smi)
         source = "nvidia-smi" if gpus else "pci"
         if not gpus:
-            gpus = gpus_from_pci(host["pci_devices"])
+            gpus = gpus_from_pci(host["pci_devices"], read_pci_ids(self.root))
         for gpu in gpus:
             gpu["nvlink_links"] = links.get(gpu["index"]) if source == "nvidia-smi" and links else None
             gpu["nvlink"] = bool(gpu["nvlink_links"])

@@ -193,14 +193,55 @@ def test_detect_container_from_pid1_environment(tmp_path):
     assert nvidia.in_container(str(tmp_path)) is True
 
 
-def test_unknown_nvidia_device_is_named_by_id(tmp_path):
-    device = tmp_path / "sys/bus/pci/devices/0000:01:00.0"
+def one_gpu_root(root, device_id, pci_ids=None):
+    """A root with one NVIDIA 3D controller of `device_id`, and optionally a pci.ids at Debian's path."""
+    device = root / "sys/bus/pci/devices/0000:01:00.0"
     device.mkdir(parents=True)
     (device / "vendor").write_text("0x10de\n")
-    (device / "device").write_text("0x2901\n")
+    (device / "device").write_text(f"0x{device_id:04x}\n")
     (device / "class").write_text("0x030200\n")
-    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(str(tmp_path)))
-    assert gpu["name"] == "NVIDIA device 0x2901" and gpu["compute_capability"] is None
+    if pci_ids is not None:
+        (root / "usr/share/misc").mkdir(parents=True)
+        (root / "usr/share/misc/pci.ids").write_text(pci_ids)
+    return str(root)
+
+
+def test_unknown_nvidia_device_without_pci_ids_is_named_by_id(tmp_path):
+    root = one_gpu_root(tmp_path, 0x2B85)
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(root), nvidia.read_pci_ids(root))
+    assert gpu["name"] == "NVIDIA device 0x2b85" and gpu["compute_capability"] is None
+    assert gpu["pci_device_name"] is None
+
+
+def test_device_missing_from_the_table_is_named_from_the_hosts_pci_ids(tmp_path):
+    root = one_gpu_root(tmp_path, 0x2B85, (FIXTURES / "pci_ids_excerpt.txt").read_text())
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(root), nvidia.read_pci_ids(root))
+    assert (gpu["name"], gpu["pci_device_name"]) == ("NVIDIA GeForce RTX 5090", "GB202 [GeForce RTX 5090]")
+
+
+def test_table_name_wins_over_pci_ids_so_both_sources_agree(tmp_path):
+    root = one_gpu_root(tmp_path, 0x2335, (FIXTURES / "pci_ids_excerpt.txt").read_text())
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(root), nvidia.read_pci_ids(root))
+    assert (gpu["name"], gpu["compute_capability"]) == ("NVIDIA H200", "9.0")
+    assert gpu["pci_device_name"] == "GH100 [H200 SXM 141GB]"
+
+
+def test_parse_pci_ids_reads_only_nvidia_devices():
+    names = nvidia.parse_pci_ids((FIXTURES / "pci_ids_excerpt.txt").read_text())
+    # Intel's 2335 and the subsystem line under 0020 are not NVIDIA devices; the class list is not either.
+    assert names == {0x0020: "NV4 [Riva TNT]", 0x2335: "GH100 [H200 SXM 141GB]", 0x2B85: "GB202 [GeForce RTX 5090]"}
+
+
+@pytest.mark.parametrize("device_id,name", [
+    (0x2330, "NVIDIA H100 80GB HBM3"), (0x2331, "NVIDIA H100 PCIe"), (0x2335, "NVIDIA H200"),
+    (0x20B0, "NVIDIA A100-SXM4-40GB"), (0x20B2, "NVIDIA A100-SXM4-80GB"), (0x20F1, "NVIDIA A100-PCIE-40GB"),
+    (0x20B5, "NVIDIA A100 80GB PCIe"), (0x2236, "NVIDIA A10"), (0x2237, "NVIDIA A10G"), (0x27B8, "NVIDIA L4"),
+    (0x26B9, "NVIDIA L40S"), (0x1EB8, "Tesla T4"), (0x1DB5, "Tesla V100-SXM2-32GB"),
+    (0x26B1, "NVIDIA RTX 6000 Ada Generation"), (0x2901, "NVIDIA B200"),
+])
+def test_common_gpus_are_named_without_a_driver_or_pci_ids(tmp_path, device_id, name):
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(one_gpu_root(tmp_path, device_id)))
+    assert gpu["name"] == name and gpu["compute_capability"] is not None
 
 
 def test_gpu_model_is_the_majority_name():
