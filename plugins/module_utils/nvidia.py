@@ -141,12 +141,16 @@ def invalid_query_fields(text):
     return [match.group("field") for match in _INVALID_FIELD.finditer(text or "")]
 
 
-_NVLINK_GPU = re.compile(r"^GPU (\d+):")
+_NVLINK_GPU = re.compile(r"^\s*GPU (\d+):")
 _NVLINK_LINK = re.compile(r"^\s*Link \d+:\s*(.+)$")
 
 
 def parse_nvlink_status(text):
-    """`nvidia-smi nvlink -s` -> {gpu index: number of active links}."""
+    """`nvidia-smi nvlink -s` -> {gpu index: number of active links}.
+
+    A GPU without NVLink prints "NVML: Unable to retrieve NVLink information as all links are inActive"
+    under its header and counts 0; other lines under a header (errors, MIG devices) are not links.
+    """
     links = {}
     current = None
     for line in text.splitlines():

@@ -290,8 +290,10 @@ class GpuFacts:
         return None, "nvidia-smi found no GPUs", [], missing
 
     def _nvlinks(self, smi):
-        rc, out, _err = self.module.run_command([smi, "nvlink", "-s"])
-        return parse_nvlink_status(out) if rc == 0 else {}
+        # As with --query-gpu, one GPU nvidia-smi cannot answer for fails the whole command while the
+        # others' links are printed; every GPU block that is there is used, whatever the exit status.
+        _rc, out, _err = self.module.run_command([smi, "nvlink", "-s"])
+        return parse_nvlink_status(out)
 
     def _kernel_module(self, host):
         params = self.module.params

@@ -97,6 +97,10 @@ def test_parse_nvlink_status_counts_active_links():
     assert nvidia.parse_nvlink_status(smi("nvlink_l4_2.txt")) == {0: 0, 1: 0}
 
 
+def test_parse_nvlink_status_gpu_without_nvlink_counts_zero():
+    assert nvidia.parse_nvlink_status(smi("nvlink_a100_pcie_none.txt")) == {0: 0, 1: 0}
+
+
 @pytest.mark.parametrize("fixture,expected", [
     ("proc_version_proprietary.txt", {"version": "535.154.05", "flavor": "proprietary"}),
     ("proc_version_open.txt", {"version": "550.54.15", "flavor": "open"}),

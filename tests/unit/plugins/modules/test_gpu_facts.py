@@ -278,3 +278,15 @@ def test_each_field_an_old_driver_rejects_is_dropped_and_left_none(nvidia_roots)
     assert out["ansible_facts"]["gpu_host"]["source"] == "nvidia-smi"
     assert out["nvidia_smi_problems"] == []
     assert len(commands.calls) == 4
+
+
+def test_nvlink_status_failing_for_one_gpu_keeps_the_links_of_the_others(nvidia_roots):
+    # When nvidia-smi nvlink -s exits non-zero but prints the blocks it could read, every GPU used to lose
+    # its NVLink. That MIG mode is what makes it exit non-zero is an assumption: no MIG capture exists here.
+    out, _ = run({"root": str(nvidia_roots / "no_gpu")}, {
+        query(): (0, smi("query_a100_sxm4_mig.csv"), ""),
+        (SMI_PATH, "nvlink", "-s"): (255, smi("nvlink_a100_partial.txt"), ""),
+    })
+    gpus = out["ansible_facts"]["gpus"]
+    assert [(g["mig_mode"], g["nvlink"], g["nvlink_links"]) for g in gpus] == [
+        ("enabled", True, 12), ("enabled", True, 11), ("disabled", True, 12), ("disabled", False, 0)]
