@@ -6,7 +6,6 @@ from unittest import mock
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.gpufleet.llm.plugins.modules import gpu_facts
 
@@ -24,6 +23,7 @@ class Commands:
     def __init__(self, answers):
         self.answers = answers
         self.calls = []
+        self.warnings = []
 
     def __call__(self, args, **_kwargs):
         self.calls.append(list(args))
@@ -44,8 +44,10 @@ def run(args, answers, binaries=("nvidia-smi",), kernel="6.1.0-21-amd64", expect
     def get_bin_path(_self, name, *_args, **_kwargs):
         return f"/usr/bin/{name}" if name in binaries else None
 
-    # Warnings live in a process-wide registry; clear it so each run reports only its own.
-    with patch_module_args(args), mock.patch.dict(ansible_warnings._global_warnings, clear=True), \
+    # AnsibleModule.warn is recorded rather than read back from the result: where ansible-core delivers a
+    # module's warnings changes once its controller side has been imported by another test in the process.
+    with patch_module_args(args), \
+            mock.patch.object(basic.AnsibleModule, "warn", lambda _self, msg: commands.warnings.append(msg)), \
             mock.patch.object(basic.AnsibleModule, "run_command", lambda _self, a, **k: commands(a, **k)), \
             mock.patch.object(basic.AnsibleModule, "get_bin_path", get_bin_path), \
             mock.patch.object(gpu_facts.platform, "release", return_value=kernel), \
@@ -54,11 +56,6 @@ def run(args, answers, binaries=("nvidia-smi",), kernel="6.1.0-21-amd64", expect
     output = json.loads("".join(call.args[0] for call in write.call_args_list))
     assert exit_info.value.code == (1 if expect_failure else 0), output
     return output, commands
-
-
-def warning_messages(output):
-    """The module's warnings as text, whether ansible-core returns strings or warning summaries."""
-    return [w["event"]["msg"] if isinstance(w, dict) else w for w in output.get("warnings", [])]
 
 
 def test_hgx_h100_with_driver(nvidia_roots):
@@ -115,7 +112,7 @@ def test_driver_not_loaded_falls_back_to_pci(nvidia_roots):
     assert host["source"] == "pci"
     assert host["nvidia_smi_error"].startswith("NVIDIA-SMI has failed because it couldn't communicate")
     # The failure is the reason, not a problem line to warn about.
-    assert out["nvidia_smi_problems"] == [] and warning_messages(out) == []
+    assert out["nvidia_smi_problems"] == [] and commands.warnings == []
     assert [c[1] for c in commands.calls] == [query()[1]]
 
 
@@ -216,7 +213,7 @@ def test_expected_gpu_count_above_found_fails_with_both_numbers(nvidia_roots):
 
 def test_lost_gpu_line_keeps_the_other_gpus_and_is_warned(nvidia_roots):
     # nvidia-smi prints the error where GPU 3's row would be and exits 255 ("other error").
-    out, _ = run({"root": str(nvidia_roots / "hgx_h100")}, {
+    out, commands = run({"root": str(nvidia_roots / "hgx_h100")}, {
         query(): (255, smi("query_h100_sxm_8_device_handle_error.csv"), ""),
         (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_h100_sxm_8.txt"), ""),
     })
@@ -226,7 +223,7 @@ def test_lost_gpu_line_keeps_the_other_gpus_and_is_warned(nvidia_roots):
     assert facts["nvidia_gpu_count"] == 7
     problem = "Unable to determine the device handle for GPU 0000:5D:00.0: Unknown Error"
     assert out["nvidia_smi_problems"] == [problem]
-    assert warning_messages(out) == [f"nvidia-smi: {problem}"]
+    assert commands.warnings == [f"nvidia-smi: {problem}"]
 
 
 def test_gpu_fallen_off_the_bus_with_mig_rows_around_it(nvidia_roots):
@@ -241,13 +238,13 @@ def test_gpu_fallen_off_the_bus_with_mig_rows_around_it(nvidia_roots):
 
 def test_inforom_warning_before_the_rows_is_reported(nvidia_roots):
     # nvidia-smi exits 14 for a corrupted infoROM although every row is there.
-    out, _ = run({"root": str(nvidia_roots / "l4_secure_boot")}, {
+    out, commands = run({"root": str(nvidia_roots / "l4_secure_boot")}, {
         query(): (14, smi("query_l4_2_inforom_warning.csv"), ""),
         (SMI_PATH, "nvlink", "-s"): (0, smi("nvlink_l4_2.txt"), ""),
     })
     assert out["ansible_facts"]["nvidia_gpu_count"] == 2
     assert out["nvidia_smi_problems"] == ["WARNING: infoROM is corrupted at gpu 0000:41:00.0"]
-    assert warning_messages(out) == ["nvidia-smi: WARNING: infoROM is corrupted at gpu 0000:41:00.0"]
+    assert commands.warnings == ["nvidia-smi: WARNING: infoROM is corrupted at gpu 0000:41:00.0"]
 
 
 def test_only_unusable_lines_falls_back_to_pci_and_says_why(nvidia_roots):
