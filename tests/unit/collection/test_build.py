@@ -35,7 +35,9 @@ def built(tmp_path_factory) -> dict[str, bytes]:
                                   "playbooks/monitoring.yml", "playbooks/validate.yml",
                                   "plugins/inventory/gpu_fleet.py", "plugins/modules/fleet_check.py",
                                   "plugins/action/fleet_check.py", "plugins/filter/fleet.py",
-                                  "requirements.yml"])
+                                  "requirements.yml", "requirements/controller.txt", "requirements/ec2.txt",
+                                  "requirements/gce.txt", "execution-environment.yml", "bindep.txt",
+                                  "CHANGELOG.md", "changelogs/changelog.yaml"])
 def test_ships_the_product(built, path):
     assert path in built
 
