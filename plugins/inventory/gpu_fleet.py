@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Inventory plugin gpufleet.llm.gpu_fleet: GPU hosts from fleet specs, Compute Engine and EC2."""
 
 from __future__ import annotations

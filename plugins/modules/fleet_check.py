@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 # The work is done by the action plugin of the same name, on the controller.
 
 from __future__ import annotations
