@@ -118,7 +118,7 @@ class SimulatorApp:
         failure = self.engine.injected_failure()
         if failure is not None:
             raise failure
-        seq = self.engine.new_sequence(exchange.request_id, request.prompt_tokens, request.max_tokens)
+        seq = self.engine.new_sequence(exchange.request_id, request.prompt_tokens, request.max_tokens, request.stop)
         responder = Responder(request, exchange.request_id, self.config.model, self.engine.prefix_cache is not None)
         if request.stream:
             self.engine.check_capacity()
@@ -138,7 +138,9 @@ class SimulatorApp:
         async with self.engine.running(seq):
             index = 0
             async for token in self.engine.stream(seq):
-                chunk = responder.token_chunk(token, seq.finish_reason if index == last else None)
+                final = index == last
+                chunk = responder.token_chunk(token, seq.finish_reason if final else None,
+                                              seq.stop_reason if final else None)
                 if index == 0 and request.chat:
                     chunk = responder.role_chunk() + chunk  # vLLM sends the role with the first output
                 await exchange.body(chunk)
