@@ -118,7 +118,8 @@ class SimulatorApp:
         failure = self.engine.injected_failure()
         if failure is not None:
             raise failure
-        seq = self.engine.new_sequence(exchange.request_id, request.prompt_tokens, request.max_tokens, request.stop)
+        seq = self.engine.new_sequence(exchange.request_id, request.prompt_tokens, request.max_tokens, request.stop,
+                                       request.seed)
         responder = Responder(request, exchange.request_id, self.config.model, self.engine.prefix_cache is not None)
         if request.stream:
             self.engine.check_capacity()

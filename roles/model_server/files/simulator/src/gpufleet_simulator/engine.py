@@ -120,7 +120,7 @@ class Engine:
         return ApiError(status, message, type_)
 
     def new_sequence(self, request_id: str, prompt_tokens: list[str], max_tokens: int | None,
-                     stop: list[str] | None = None) -> Sequence:
+                     stop: list[str] | None = None, seed: int | None = None) -> Sequence:
         """Apply vLLM's length rules: explicit max_tokens must fit, the default is clipped to the context."""
         limit, prompt_len = self.config.max_model_len, len(prompt_tokens)
         if max_tokens is not None and prompt_len + max_tokens > limit:
@@ -139,7 +139,9 @@ class Engine:
             reason = "stop" if count == self.config.output_tokens else "length"
         if self.request_log is not None:
             self.request_log.record(request_id)
-        seq = Sequence(request_id, prompt_tokens, filler_tokens(self.rng, count), reason)
+        # a seed makes the text reproducible, as vLLM's per-request generator does; timing stays on the shared rng
+        rng = self.rng if seed is None else random.Random(seed)
+        seq = Sequence(request_id, prompt_tokens, filler_tokens(rng, count), reason)
         if stop:
             cut_at_stop(seq, stop)
         return seq

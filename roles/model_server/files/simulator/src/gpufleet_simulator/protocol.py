@@ -9,7 +9,7 @@ from typing import Any
 
 from .engine import Sequence
 from .errors import ApiError
-from .sampling import parse_fields, stop_strings, verify
+from .sampling import parse_fields, reject_unsupported, stop_strings, verify
 from .tokenizer import chat_prompt, tokenize
 
 DONE = b"data: [DONE]\n\n"
@@ -28,6 +28,7 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     stop: list[str]
+    seed: int | None
 
 
 def _common(body: dict, served_model: str, chat: bool, prompt_tokens: list[str]) -> GenerationRequest:
@@ -39,12 +40,13 @@ def _common(body: dict, served_model: str, chat: bool, prompt_tokens: list[str])
     if chat and fields.max_completion_tokens is not None:
         max_tokens = fields.max_completion_tokens
     verify(fields, max_tokens)
+    reject_unsupported(fields)
     if fields.n not in (None, 1):
         raise ApiError(400, "Only n=1 is supported by the simulator.", param="n")
     # vLLM: include_usage = request.stream_options.include_usage if request.stream_options else False
     include_usage = bool(fields.stream_options and fields.stream_options.include_usage)
     return GenerationRequest(chat, prompt_tokens, max_tokens, bool(fields.stream), include_usage,
-                             stop_strings(fields))
+                             stop_strings(fields), fields.seed)
 
 
 def parse_completion(body: dict, served_model: str) -> GenerationRequest:

@@ -36,6 +36,24 @@ class SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
+    echo: bool | None = False
+    logprobs: bool | int | None = None  # an int for completions, a bool (with top_logprobs) for chat
+    top_logprobs: int | None = None
+    response_format: dict | None = None
+
+
+def reject_unsupported(fields: SamplingFields) -> None:
+    """vLLM implements these; the simulator cannot, and answering without them would mislead the client."""
+    if fields.echo:
+        raise _invalid_unsupported("echo")
+    if fields.logprobs not in (None, False) or fields.top_logprobs:
+        raise _invalid_unsupported("logprobs")
+    if fields.response_format and fields.response_format.get("type", "text") != "text":
+        raise _invalid_unsupported("response_format")
+
+
+def _invalid_unsupported(param: str) -> ApiError:
+    return ApiError(400, f"'{param}' is not supported by the gpufleet simulator.", "BadRequestError", param)
 
 
 def parse_fields(body: dict) -> SamplingFields:
