@@ -34,6 +34,9 @@ class SimulatorApp:
             "/v1/completions": {"POST": self._completions},
             "/v1/chat/completions": {"POST": self._chat_completions},
             "/health": {"GET": self._health},
+            # vLLM answers /ping (GET or POST, for SageMaker) with its /health handler
+            "/ping": {"GET": self._health, "POST": self._health},
+            "/version": {"GET": self._version},
             "/metrics": {"GET": self._metrics},
         }
 
@@ -86,6 +89,10 @@ class SimulatorApp:
         if not self.engine.ready:
             raise ApiError(503, "The model is still loading.")
         await exchange.respond(200, b"")
+
+    async def _version(self, exchange: Exchange) -> None:
+        # vLLM's shape, {"version": VLLM_VERSION}; the version is the simulator's own, not a vLLM it pretends to be
+        await exchange.respond(200, dumps({"version": __version__}))
 
     async def _metrics(self, exchange: Exchange) -> None:
         await exchange.respond(200, self.engine.metrics.render(), CONTENT_TYPE.encode())
