@@ -41,6 +41,7 @@ def test_wrong_types_are_answered_like_vllms_validation_handler(fast_server, pat
      "min_tokens must be less than or equal to max_tokens=4, got 5.", None),
     ("/v1/completions", PROMPT, {"min_tokens": -1}, "min_tokens must be greater than or equal to 0, got -1.", None),
     ("/v1/completions", PROMPT, {"n": 0}, "n must be at least 1, got 0.", None),
+    ("/v1/completions", PROMPT, {"n": 2, "temperature": 0}, "n must be 1 when using greedy sampling, got 2.", None),
     ("/v1/chat/completions", CHAT, {"stop": ["\n", ""]}, "stop cannot contain an empty string.", None),
 ])
 def test_impossible_values_get_sampling_params_messages(fast_server, case):

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ApiError
 
+_SAMPLING_EPS = 1e-5  # vllm/sampling_params.py: below it, temperature means greedy sampling
+
 
 class StreamOptions(BaseModel):
     include_usage: bool | None = True
@@ -95,6 +97,8 @@ def verify(fields: SamplingFields, max_tokens: int | None) -> None:
                        f"got {fields.min_tokens}.")
     if any(not stop for stop in stop_strings(fields)):
         raise _invalid("stop cannot contain an empty string.")
+    if temperature is not None and temperature < _SAMPLING_EPS and n > 1:  # SamplingParams._verify_greedy_sampling
+        raise _invalid(f"n must be 1 when using greedy sampling, got {n}.")
 
 
 def stop_strings(fields: SamplingFields) -> list[str]:
