@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """What a host's NVIDIA hardware and driver look like, read from nvidia-smi, PCI sysfs and /proc.
 
 Shared by the gpu_facts module (and through it the nvidia_driver, cuda_toolkit and

@@ -13,7 +13,6 @@ PENDING = {
     "plugins/action/fleet_check.py", "plugins/module_utils/fleet.py", "plugins/module_utils/gpu_fleet_cloud.py",
     "plugins/module_utils/gpu_fleet_ec2.py", "plugins/module_utils/gpu_fleet_gce.py",
     "plugins/module_utils/gpu_fleet_names.py", "plugins/module_utils/gpu_fleet_spec.py",
-    "plugins/module_utils/nvidia.py", "plugins/modules/gpu_facts.py",
 }
 PLUGINS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("plugins/**/*.py"))
 
