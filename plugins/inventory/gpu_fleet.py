@@ -264,6 +264,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
+        if not loader.load_from_file(path, cache="none"):
+            # Ansible's own message ("... is empty") would not say which plugin or what the file lacks.
+            raise AnsibleParserError(f"gpu_fleet inventory {path}: the file is empty; it needs "
+                                     f"'plugin: {self.NAME}' and a list of 'sources'")
         try:
             self._read_config_data(path)
         except AnsibleOptionsError as exc:  # an option of the wrong type, found by Ansible's config system

@@ -128,6 +128,12 @@ def _check_ports(hostvars, gpu_nodes, load_balancers, checked):
     return errors
 
 
+def _check_fleet_groups(groups):
+    """A fleet needs GPU nodes and load balancers; an inventory without them is a mistake, not a no-op."""
+    return [f"the inventory has no host in group {group} (is an inventory source missing or empty?)"
+            for group in ("gpu_nodes", "load_balancers") if not groups.get(group)]
+
+
 def validate_fleet(hostvars, groups, hosts=None):
     """Every problem of the inventory's contract, as one message per host and variable.
 
@@ -137,7 +143,7 @@ def validate_fleet(hostvars, groups, hosts=None):
     gpu_nodes = list(groups.get("gpu_nodes", []))
     load_balancers = list(groups.get("load_balancers", []))
     checked = list(hosts) if hosts is not None else list(groups.get("all", []))
-    errors = []
+    errors = _check_fleet_groups(groups) if hosts is None else []
     for host in checked:
         hv = hostvars[host]
         region = hv.get("gpufleet_region")
