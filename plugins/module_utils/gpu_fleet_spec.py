@@ -37,7 +37,7 @@ SOURCE_FIELDS = {
         "credentials_file", "anonymous", "api_endpoint",
     },
     "ec2": _COMMON_CLOUD_FIELDS | {
-        "regions", "tags", "role_tag", "hostnames", "profile", "credentials_file", "endpoint_url",
+        "regions", "tags", "role_tag", "hostnames", "duplicate_names", "profile", "credentials_file", "endpoint_url",
     },
     "facts": {"source"},
 }
