@@ -140,6 +140,16 @@ class _Members:
         return host in self._sets[group]
 
 
+def _own_groups(hv, groups):
+    """Membership for a one-host check: Ansible gives each host its ``group_names``, so asking needs no
+    scan of the fleet's groups; plain data without it falls back to scanning them."""
+    names = hv.get("group_names")
+    if isinstance(names, (list, tuple)):
+        own = frozenset(names)
+        return lambda group, host: group in own
+    return _Members(groups, whole_fleet=False)
+
+
 def _check_gpu_node(host, hv, defaults):
     errors = []
     if hv.get("gpu_count") is None:
@@ -235,9 +245,10 @@ def validate_fleet(hostvars, groups, hosts=None, defaults=None):
     if defaults is None:
         from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
         defaults = role_defaults()
-    members = _Members(groups, whole_fleet=hosts is None)
     if hosts is not None:
-        return [error for host in hosts for error in validate_host(host, hostvars[host], members, defaults)]
+        return [error for host in hosts
+                for error in validate_host(host, hostvars[host], _own_groups(hostvars[host], groups), defaults)]
+    members = _Members(groups, whole_fleet=True)
     gpu_nodes = list(dict.fromkeys(groups.get("gpu_nodes", [])))  # each host once, in inventory order
     load_balancers = list(dict.fromkeys(groups.get("load_balancers", [])))
     errors = _check_fleet_groups(groups)

@@ -97,3 +97,13 @@ def test_an_empty_fleet_is_refused():
     assert validate_fleet({}, {"all": []}) == [
         "the inventory has no host in group gpu_nodes (is an inventory source missing or empty?)",
         "the inventory has no host in group load_balancers (is an inventory source missing or empty?)"]
+
+
+def test_a_one_host_check_takes_membership_from_the_hosts_group_names():
+    # Ansible gives every host its group_names: a preflight then scans none of the fleet's groups.
+    hostvars, groups = fleet(**{"gpu-a": {"group_names": ["gpu_nodes", "region_a"], "gpu_count": "two"}})
+    assert validate_fleet(hostvars, {}, ["gpu-a"]) == [
+        "gpu-a: gpu_count must be a positive integer, got str 'two'"]
+    hostvars["gpu-a"]["group_names"] = ["gpu_nodes"]
+    assert validate_fleet(hostvars, groups, ["gpu-a"])[0] == (
+        "gpu-a: gpufleet_region is 'a' but the host is not in group region_a")
