@@ -8,6 +8,7 @@ all need, so that they can never disagree about a port.
 from __future__ import annotations
 
 from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
+from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import type_name
 
 # Keep in step with roles/model_server/defaults/main.yml (tests/unit check it).
 DEFAULT_BASE_PORT = 8000
@@ -48,7 +49,7 @@ def contract_int(name, value):
     if number is None or number < low or (high is not None and number > high):
         # Worded as the gpu_fleet inventory plugin words its own fields (gpu_fleet_spec.py).
         kind = f"an integer from {low} to {high}" if high is not None else "a positive integer"
-        raise FleetLayoutError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+        raise FleetLayoutError(f"{name} must be {kind}, got {type_name(value)} {value!r}")
     return number
 
 

@@ -63,6 +63,9 @@ def _type_name(value):
     return "null" if value is None else type(value).__name__
 
 
+type_name = _type_name  # also words the contract check's messages (fleet.py), so both say "got str 'two'"
+
+
 def mapping(value, field, required=False):
     if value is None and not required:
         return {}
