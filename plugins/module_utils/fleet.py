@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The fleet layout: which model server instances a GPU node runs, and where.
 
 One place for the arithmetic that the model_server role (units to start), the

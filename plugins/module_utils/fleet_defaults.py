@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The roles' own defaults for the variables of the fleet's contract.
 
 A value left at its role default binds a port just as much as one set in the inventory, so the

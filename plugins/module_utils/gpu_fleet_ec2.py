@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The ``ec2`` source of the gpu_fleet inventory: EC2 instances and their GPUs, through boto3.
 
 GPU count, model and memory come from DescribeInstanceTypes (``GpuInfo``), one call per

@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The gpu_fleet inventory file: validation of its ``sources`` and the hosts they declare.
 
 Every source turns into *host records*, plain JSON-able dicts (so that the inventory cache

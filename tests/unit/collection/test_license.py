@@ -7,13 +7,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 HEADER = "# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)"
-# Files other helpers were editing in issue 12's round: the header goes in with their next change. Strict, so
-# that a file which gets it fails here until it leaves this list.
-PENDING = {
-    "plugins/action/fleet_check.py", "plugins/module_utils/fleet.py", "plugins/module_utils/gpu_fleet_cloud.py",
-    "plugins/module_utils/gpu_fleet_ec2.py", "plugins/module_utils/gpu_fleet_gce.py",
-    "plugins/module_utils/gpu_fleet_names.py", "plugins/module_utils/gpu_fleet_spec.py",
-}
 PLUGINS = sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("plugins/**/*.py"))
 
 
@@ -23,8 +16,7 @@ def test_license_file_is_what_galaxy_yml_declares():
         ROOT / "LICENSE").read_text()
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="pending"))
-                                  if p in PENDING else p for p in PLUGINS])
+@pytest.mark.parametrize("path", PLUGINS)
 def test_plugin_carries_the_license_line(path):
     lines = (ROOT / path).read_text().splitlines()
     # A module's shebang stays first: Ansible reads the interpreter from it.
