@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Checks the inventory against the fleet's contract, on the controller, before any host changes."""
 
 from __future__ import annotations

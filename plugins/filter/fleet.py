@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Filters that expose the fleet layout (plugins/module_utils/fleet.py) to templates."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Filters for playbooks/rollout.yml (plugins/module_utils/rollout.py)."""
 
 from __future__ import annotations

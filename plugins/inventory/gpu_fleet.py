@@ -1,4 +1,4 @@
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Inventory plugin gpufleet.llm.gpu_fleet: GPU hosts from fleet specs, Compute Engine and EC2."""
 
 from __future__ import annotations
@@ -125,6 +125,16 @@ options:
         type: list
         elements: str
         default: ['tag:Name', 'instance-id']
+      duplicate_names:
+        description:
+          - C(ec2), what to do when instances of this source get the same host name (two instances
+            with one C(Name) tag).
+          - C(suffix_instance_id) names each of them C(<name>-<instance id>), with a warning per instance;
+            the other hosts of the source are unaffected.
+          - C(fail) refuses the source with one error listing every clash.
+        type: str
+        choices: [suffix_instance_id, fail]
+        default: suffix_instance_id
       include_stopped:
         description: C(gce)/C(ec2), list instances in every state, not only running ones.
         type: bool
@@ -264,6 +274,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
+        if not loader.load_from_file(path, cache="none"):
+            # Ansible's own message ("... is empty") would not say which plugin or what the file lacks.
+            raise AnsibleParserError(f"gpu_fleet inventory {path}: the file is empty; it needs "
+                                     f"'plugin: {self.NAME}' and a list of 'sources'")
         try:
             self._read_config_data(path)
         except AnsibleOptionsError as exc:  # an option of the wrong type, found by Ansible's config system

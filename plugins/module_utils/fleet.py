@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The fleet layout: which model server instances a GPU node runs, and where.
 
 One place for the arithmetic that the model_server role (units to start), the
@@ -8,6 +9,7 @@ all need, so that they can never disagree about a port.
 from __future__ import annotations
 
 from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
+from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import type_name
 
 # Keep in step with roles/model_server/defaults/main.yml (tests/unit check it).
 DEFAULT_BASE_PORT = 8000
@@ -18,15 +20,37 @@ class FleetLayoutError(ValueError):
     """An inventory value that no layout can be built from."""
 
 
-def _positive_int(value, name):
+# What each integer of the contract must be: its smallest and largest value (None: no limit).
+# model-server@.service runs as an unprivileged user, so its ports cannot be privileged ones (< 1024);
+# NGINX starts as root and may bind any port.
+CONTRACT_INTEGERS = {
+    "gpu_count": (1, None),
+    "model_server_tensor_parallel_size": (1, None),
+    "model_server_base_port": (1024, 65535),
+    "nginx_lb_listen_port": (1, 65535),
+    "nginx_lb_status_port": (1, 65535),
+}
+
+
+def _as_int(value):
+    """``value`` as an int when it is one, or a string of one (INI inventories give strings); else None."""
     if isinstance(value, bool):
-        raise FleetLayoutError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise FleetLayoutError(f"{name} must be a positive integer, got {value!r}") from None
-    if number < 1 or str(number) != str(value).strip():
-        raise FleetLayoutError(f"{name} must be a positive integer, got {value!r}")
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def contract_int(name, value):
+    """The one rule for each integer of the contract: ``value`` of ``name`` as an int, or FleetLayoutError."""
+    low, high = CONTRACT_INTEGERS[name]
+    number = _as_int(value)
+    if number is None or number < low or (high is not None and number > high):
+        # Worded as the gpu_fleet inventory plugin words its own fields (gpu_fleet_spec.py).
+        kind = f"an integer from {low} to {high}" if high is not None else "a positive integer"
+        raise FleetLayoutError(f"{name} must be {kind}, got {type_name(value)} {value!r}")
     return number
 
 
@@ -38,9 +62,9 @@ def model_server_instances(gpu_count, tensor_parallel_size=DEFAULT_TENSOR_PARALL
     [{'index': 0, 'port': 8000, 'gpus': [0, 1], 'cuda_visible_devices': '0,1'},
      {'index': 1, 'port': 8001, 'gpus': [2, 3], 'cuda_visible_devices': '2,3'}]
     """
-    gpus = _positive_int(gpu_count, "gpu_count")
-    tp = _positive_int(tensor_parallel_size, "model_server_tensor_parallel_size")
-    port = _positive_int(base_port, "model_server_base_port")
+    gpus = contract_int("gpu_count", gpu_count)
+    tp = contract_int("model_server_tensor_parallel_size", tensor_parallel_size)
+    port = contract_int("model_server_base_port", base_port)
     if gpus % tp:
         raise FleetLayoutError(
             f"gpu_count {gpus} is not divisible by model_server_tensor_parallel_size {tp}")
@@ -85,78 +109,159 @@ def fleet_model_servers(hostvars, hosts):
 
 
 ENGINES = ("vllm", "simulator")
+GPU_NODE_INTEGERS = ("gpu_count", "model_server_tensor_parallel_size", "model_server_base_port")
+LOAD_BALANCER_PORTS = ("nginx_lb_listen_port", "nginx_lb_status_port")
 
 
-def _check_gpu_node(host, hv):
+def _value(hv, name, defaults):
+    """A host's ``name``: its inventory value, else its role's default (None when neither has one)."""
+    value = hv.get(name)
+    return defaults.get(name) if value is None else value
+
+
+def _contract_ints(host, hv, names, defaults, errors):
+    """The host's values of ``names`` as ints; each wrong one goes to ``errors`` and is left out."""
+    values = {}
+    for name in names:
+        value = _value(hv, name, defaults)
+        if value is None:
+            continue
+        try:
+            values[name] = contract_int(name, value)
+        except FleetLayoutError as exc:
+            errors.append(f"{host}: {exc}")
+    return values
+
+
+class _Members:
+    """Group membership. The whole-fleet check asks about every host, so it builds each group's set once;
+    a one-host check scans the group's list instead of paying for a set of the whole fleet."""
+
+    def __init__(self, groups, whole_fleet):
+        self._groups, self._sets = groups, {} if whole_fleet else None
+
+    def __call__(self, group, host):
+        if self._sets is None:
+            return host in self._groups.get(group, ())
+        if group not in self._sets:
+            self._sets[group] = set(self._groups.get(group, ()))
+        return host in self._sets[group]
+
+
+def _own_groups(hv, groups):
+    """Membership for a one-host check: Ansible gives each host its ``group_names``, so asking needs no
+    scan of the fleet's groups; plain data without it falls back to scanning them."""
+    names = hv.get("group_names")
+    if isinstance(names, (list, tuple)):
+        own = frozenset(names)
+        return lambda group, host: group in own
+    return _Members(groups, whole_fleet=False)
+
+
+def _check_gpu_node(host, hv, defaults):
     errors = []
     if hv.get("gpu_count") is None:
         errors.append(f"{host}: gpu_count is not set (every host in gpu_nodes needs it)")
     if not isinstance(hv.get("gpu_model"), str) or not hv.get("gpu_model", "").strip():
         errors.append(f"{host}: gpu_model must be a non-empty string, got {hv.get('gpu_model')!r}")
-    engine = hv.get("model_server_engine")
+    engine = _value(hv, "model_server_engine", defaults)
     if engine is not None and engine not in ENGINES:
         errors.append(f"{host}: model_server_engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if hv.get("gpu_count") is not None:
+    values = _contract_ints(host, hv, GPU_NODE_INTEGERS, defaults, errors)
+    if len(values) == len(GPU_NODE_INTEGERS):  # each is valid: now the layout they make together
         try:
-            model_server_instances(
-                hv["gpu_count"],
-                hv.get("model_server_tensor_parallel_size", DEFAULT_TENSOR_PARALLEL_SIZE),
-                hv.get("model_server_base_port", DEFAULT_BASE_PORT))
+            model_server_instances(*(values[name] for name in GPU_NODE_INTEGERS))
         except FleetLayoutError as exc:
             errors.append(f"{host}: {exc}")
     return errors
 
 
-def _check_ports(hostvars, gpu_nodes, load_balancers, checked):
+def validate_host(host, hv, members, defaults):
+    """Problems of one host's own values; O(that host), so that each host's preflight can run it."""
+    errors = []
+    region = hv.get("gpufleet_region")
+    if not isinstance(region, str) or not region.strip():
+        errors.append(f"{host}: gpufleet_region must be a non-empty string, got {region!r}")
+    elif not members(region_group(region), host):
+        errors.append(f"{host}: gpufleet_region is {region!r} but the host is not in group "
+                      f"{region_group(region)}")
+    if members("gpu_nodes", host):
+        errors.extend(_check_gpu_node(host, hv, defaults))
+    if members("load_balancers", host):
+        _contract_ints(host, hv, LOAD_BALANCER_PORTS, defaults, errors)
+    return errors
+
+
+def _check_lonely_load_balancers(hostvars, gpu_nodes, load_balancers):
+    """A load balancer needs GPU nodes of its own region to send requests to."""
+    gpu_regions = {hostvars[host].get("gpufleet_region") for host in gpu_nodes}
+    errors = []
+    for host in load_balancers:
+        region = hostvars[host].get("gpufleet_region")
+        if isinstance(region, str) and region not in gpu_regions:
+            errors.append(f"{host}: load balancer of gpufleet_region {region!r}, "
+                          f"which has no host in gpu_nodes")
+    return errors
+
+
+def _check_ports(hostvars, gpu_nodes, load_balancers, defaults):
     """Two instances, or an instance and a load balancer, may not share an address and port.
 
-    Every host claims its ports, so that a clash is found whichever host is checked;
-    only the checked hosts' clashes are reported.
+    A port left at its role default counts as much as one set in the inventory. Values of the
+    wrong type are reported by validate_host and skipped here.
     """
     errors = []
     taken = {}
     for host in load_balancers:
-        port = hostvars[host].get("nginx_lb_listen_port")
-        if port is not None:
-            taken[(host_address(hostvars, host), int(port))] = f"{host} (nginx_lb_listen_port)"
+        hv = hostvars[host]
+        for name, port in _contract_ints(host, hv, LOAD_BALANCER_PORTS, defaults, []).items():
+            taken.setdefault((host_address(hostvars, host), port), f"{host} ({name})")
     for host in gpu_nodes:
+        hv = hostvars[host]
+        values = _contract_ints(host, hv, GPU_NODE_INTEGERS, defaults, [])
+        if len(values) < len(GPU_NODE_INTEGERS):
+            continue
         try:
-            servers = fleet_model_servers(hostvars, [host])
+            instances = model_server_instances(*(values[name] for name in GPU_NODE_INTEGERS))
         except FleetLayoutError:
-            continue  # reported by _check_gpu_node
-        for server in servers:
-            key = (server["address"], server["port"])
-            if key in taken and host in checked:
-                errors.append(f"{host}: model server port {server['port']} on {server['address']} "
+            continue  # reported by validate_host
+        address = host_address(hostvars, host)
+        for instance in instances:
+            key = (address, instance["port"])
+            if key in taken:
+                errors.append(f"{host}: model server port {instance['port']} on {address} "
                               f"is already used by {taken[key]} (check model_server_base_port)")
-            elif key not in taken:
+            else:
                 taken[key] = f"{host} (model_server_base_port)"
     return errors
 
 
-def validate_fleet(hostvars, groups, hosts=None):
+def _check_fleet_groups(groups):
+    """A fleet needs GPU nodes and load balancers; an inventory without them is a mistake, not a no-op."""
+    return [f"the inventory has no host in group {group} (is an inventory source missing or empty?)"
+            for group in ("gpu_nodes", "load_balancers") if not groups.get(group)]
+
+
+def validate_fleet(hostvars, groups, hosts=None, defaults=None):
     """Every problem of the inventory's contract, as one message per host and variable.
 
-    ``hosts`` limits the per-host checks (a role checking its own host); the
-    checks that span hosts always look at the whole inventory.
+    Without ``hosts``: the whole inventory, with the checks that span hosts (ports, load balancers'
+    regions, empty groups), in time linear in the fleet; validate.yml runs it once per run. With
+    ``hosts`` (a role's preflight): only those hosts' own values, in time of those hosts alone.
+    ``defaults`` are the roles' defaults (fleet_defaults.role_defaults(), read when not given).
     """
-    gpu_nodes = list(groups.get("gpu_nodes", []))
-    load_balancers = list(groups.get("load_balancers", []))
-    checked = list(hosts) if hosts is not None else list(groups.get("all", []))
-    errors = []
-    for host in checked:
-        hv = hostvars[host]
-        region = hv.get("gpufleet_region")
-        if not isinstance(region, str) or not region.strip():
-            errors.append(f"{host}: gpufleet_region must be a non-empty string, got {region!r}")
-        elif host not in groups.get(region_group(region), []):
-            errors.append(f"{host}: gpufleet_region is {region!r} but the host is not in group "
-                          f"{region_group(region)}")
-        if host in gpu_nodes:
-            errors.extend(_check_gpu_node(host, hv))
-        if host in load_balancers and isinstance(region, str):
-            if not any(hostvars[g].get("gpufleet_region") == region for g in gpu_nodes):
-                errors.append(f"{host}: load balancer of gpufleet_region {region!r}, "
-                              f"which has no host in gpu_nodes")
-    errors.extend(_check_ports(hostvars, gpu_nodes, load_balancers, set(checked)))
+    if defaults is None:
+        from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
+        defaults = role_defaults()
+    if hosts is not None:
+        return [error for host in hosts
+                for error in validate_host(host, hostvars[host], _own_groups(hostvars[host], groups), defaults)]
+    members = _Members(groups, whole_fleet=True)
+    gpu_nodes = list(dict.fromkeys(groups.get("gpu_nodes", [])))  # each host once, in inventory order
+    load_balancers = list(dict.fromkeys(groups.get("load_balancers", [])))
+    errors = _check_fleet_groups(groups)
+    for host in groups.get("all", []):
+        errors.extend(validate_host(host, hostvars[host], members, defaults))
+    errors.extend(_check_lonely_load_balancers(hostvars, gpu_nodes, load_balancers))
+    errors.extend(_check_ports(hostvars, gpu_nodes, load_balancers, defaults))
     return errors

@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """What the gce and ec2 sources of the gpu_fleet inventory share."""
 
 from __future__ import annotations

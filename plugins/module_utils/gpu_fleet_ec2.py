@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The ``ec2`` source of the gpu_fleet inventory: EC2 instances and their GPUs, through boto3.
 
 GPU count, model and memory come from DescribeInstanceTypes (``GpuInfo``), one call per
@@ -21,6 +22,7 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import
 )
 
 _TYPES_PER_CALL = 100  # DescribeInstanceTypes accepts at most 100 InstanceTypes
+_DUPLICATE_NAMES = ("suffix_instance_id", "fail")
 _HOSTNAME_KINDS = ("instance-id", "private-dns-name", "public-dns-name", "private-ip-address", "public-ip-address")
 
 
@@ -56,6 +58,9 @@ def check(source, where):
     string(source.get("profile"), f"{where}.profile")
     string(source.get("credentials_file"), f"{where}.credentials_file")
     string(source.get("endpoint_url"), f"{where}.endpoint_url")
+    if source.get("duplicate_names", "suffix_instance_id") not in _DUPLICATE_NAMES:
+        raise SpecError(f"{where}.duplicate_names", f"must be one of {', '.join(_DUPLICATE_NAMES)}, "
+                                                    f"got {source['duplicate_names']!r}")
     for index, kind in enumerate(string_list(source.get("hostnames"), f"{where}.hostnames")):
         if kind not in _HOSTNAME_KINDS and not kind.startswith("tag:"):
             raise SpecError(f"{where}.hostnames[{index}]", f"unknown hostname kind {kind!r}; "
@@ -91,7 +96,36 @@ def fetch(source, where, warn):
         for instance in instances:
             records.append(_record(instance, region=region, gpus=gpu_info.get(instance["InstanceType"]),
                                    source=source, where=where, warn=warn))
+    _name_duplicates(records, source.get("duplicate_names", "suffix_instance_id"), where, warn)
     return records
+
+
+def _name_duplicates(records, policy, where, warn):
+    """Instances of this source that got the same name (two equal ``Name`` tags are common on EC2).
+
+    Every instance of such a name gets ``<name>-<instance id>``, the first one included: which
+    instance the API lists first is not stable, and a name must not move from one machine to
+    another between runs. With ``fail``, one error lists every clash.
+    """
+    by_name = {}
+    for record in records:
+        by_name.setdefault(record["name"], []).append(record)
+    clashes = {name: same for name, same in by_name.items() if len(same) > 1}
+    if not clashes:
+        return
+    if policy == "fail":
+        raise SpecError(f"{where}.duplicate_names", "; ".join(
+            f"instances {_ids(same)} are all named {name!r}" for name, same in clashes.items())
+            + " (set duplicate_names: suffix_instance_id, or hostnames: [instance-id])")
+    for name, same in clashes.items():
+        for record in same:
+            record["name"] = f"{name}-{record['vars']['gpufleet_instance']['id']}"
+            warn(f"{record['origin']}: instances {_ids(same)} are all named {name!r}; this one is "
+                 f"{record['name']} (give each a unique Name tag, or set duplicate_names: fail)")
+
+
+def _ids(records):
+    return ", ".join(record["vars"]["gpufleet_instance"]["id"] for record in records)
 
 
 def _instances(client, source):

@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The ``gce`` source of the gpu_fleet inventory: Compute Engine instances and their GPUs.
 
 Through Google's client library (google-cloud-compute, REST transport): one aggregated

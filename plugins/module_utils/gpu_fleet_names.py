@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Group names of the fleet contract, built by one rule.
 
 ``region_<name>`` and ``gpu_<model>``: every character outside [A-Za-z0-9_] becomes ``_``

@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """The gpu_fleet inventory file: validation of its ``sources`` and the hosts they declare.
 
 Every source turns into *host records*, plain JSON-able dicts (so that the inventory cache
@@ -37,7 +38,7 @@ SOURCE_FIELDS = {
         "credentials_file", "anonymous", "api_endpoint",
     },
     "ec2": _COMMON_CLOUD_FIELDS | {
-        "regions", "tags", "role_tag", "hostnames", "profile", "credentials_file", "endpoint_url",
+        "regions", "tags", "role_tag", "hostnames", "duplicate_names", "profile", "credentials_file", "endpoint_url",
     },
     "facts": {"source"},
 }
@@ -61,6 +62,9 @@ def _type_name(value):
         if isinstance(value, kind):
             return name
     return "null" if value is None else type(value).__name__
+
+
+type_name = _type_name  # also words the contract check's messages (fleet.py), so both say "got str 'two'"
 
 
 def mapping(value, field, required=False):

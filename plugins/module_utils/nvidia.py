@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """What a host's NVIDIA hardware and driver look like, read from nvidia-smi, PCI sysfs and /proc.
 
 Shared by the gpu_facts module (and through it the nvidia_driver, cuda_toolkit and
@@ -23,20 +24,36 @@ QUERY_FIELDS = (
     "compute_cap", "pci.bus_id", "mig.mode.current",
 )
 
-# nvidia-smi's own names, so that facts read without a driver match those read with one.
+# nvidia-smi's own names, so that facts read without a driver match those read with one (the inventory's
+# `facts` source copies the name into gpu_model). Device ids from the PCI ID database, pciutils/pciids
+# pci.ids version 2026.08.22 (commit c1c12547d626), whose own names are in the comments.
 PCI_DEVICE_NAMES = {
-    0x1EB8: ("Tesla T4", "7.5"),
-    0x20B0: ("NVIDIA A100-SXM4-40GB", "8.0"),
-    0x20B2: ("NVIDIA A100-SXM4-80GB", "8.0"),
-    0x20B5: ("NVIDIA A100 80GB PCIe", "8.0"),
-    0x20F1: ("NVIDIA A100-PCIE-40GB", "8.0"),
-    0x2321: ("NVIDIA H100 NVL", "9.0"),
-    0x2330: ("NVIDIA H100 80GB HBM3", "9.0"),
-    0x2331: ("NVIDIA H100 PCIe", "9.0"),
-    0x2335: ("NVIDIA H200", "9.0"),
-    0x26B9: ("NVIDIA L40S", "8.9"),
-    0x27B8: ("NVIDIA L4", "8.9"),
+    0x1DB1: ("Tesla V100-SXM2-16GB", "7.0"),         # GV100GL [Tesla V100 SXM2 16GB]
+    0x1DB4: ("Tesla V100-PCIE-16GB", "7.0"),         # GV100GL [Tesla V100 PCIe 16GB]
+    0x1DB5: ("Tesla V100-SXM2-32GB", "7.0"),         # GV100GL [Tesla V100 SXM2 32GB]
+    0x1DB6: ("Tesla V100-PCIE-32GB", "7.0"),         # GV100GL [Tesla V100 PCIe 32GB]
+    0x1DF6: ("Tesla V100S-PCIE-32GB", "7.0"),        # GV100GL [Tesla V100S PCIe 32GB]
+    0x1EB8: ("Tesla T4", "7.5"),                     # TU104GL [Tesla T4]
+    0x20B0: ("NVIDIA A100-SXM4-40GB", "8.0"),        # GA100 [A100 SXM4 40GB]
+    0x20B1: ("NVIDIA A100-PCIE-40GB", "8.0"),        # GA100 [A100 PCIe 40GB]
+    0x20B2: ("NVIDIA A100-SXM4-80GB", "8.0"),        # GA100 [A100 SXM4 80GB]
+    0x20B5: ("NVIDIA A100 80GB PCIe", "8.0"),        # GA100 [A100 PCIe 80GB]
+    0x20F1: ("NVIDIA A100-PCIE-40GB", "8.0"),        # GA100 [A100 PCIe 40GB]
+    0x2236: ("NVIDIA A10", "8.6"),                   # GA102GL [A10]
+    0x2237: ("NVIDIA A10G", "8.6"),                  # GA102GL [A10G]
+    0x2321: ("NVIDIA H100 NVL", "9.0"),              # GH100 [H100L 94GB]
+    0x2330: ("NVIDIA H100 80GB HBM3", "9.0"),        # GH100 [H100 SXM5 80GB]
+    0x2331: ("NVIDIA H100 PCIe", "9.0"),             # GH100 [H100 PCIe]
+    0x2335: ("NVIDIA H200", "9.0"),                  # GH100 [H200 SXM 141GB]
+    0x233B: ("NVIDIA H200 NVL", "9.0"),              # GH100 [H200 NVL]
+    0x26B1: ("NVIDIA RTX 6000 Ada Generation", "8.9"),  # AD102GL [RTX 6000 Ada Generation]
+    0x26B9: ("NVIDIA L40S", "8.9"),                  # AD102GL [L40S]
+    0x27B8: ("NVIDIA L4", "8.9"),                    # AD104GL [L4]
+    0x2901: ("NVIDIA B200", "10.0"),                 # GB100 [B200]
 }
+
+# Where distributions put the PCI ID database (Debian/Ubuntu pci.ids, Fedora/RHEL hwdata, others).
+PCI_IDS_PATHS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids", "usr/share/pci.ids")
 
 EFI_GLOBAL_GUID = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 CONTAINER_MARKERS = ("run/.containerenv", ".dockerenv")
@@ -67,36 +84,74 @@ def normalize_bus_id(bus_id):
     return f"{domain}:{bus}:{rest}"
 
 
-def parse_query_gpu(text, fields=QUERY_FIELDS):
-    """Rows of `nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits` as dicts."""
-    gpus = []
+def _gpu_row(line, fields):
+    """One CSV row as a GPU dict; NvidiaParseError when the line is not a row of these fields."""
+    cells = [cell.strip() for cell in line.split(",")]
+    if len(cells) != len(fields):
+        raise NvidiaParseError(f"expected {len(fields)} fields, got {len(cells)} in {line!r}")
+    row = dict(zip(fields, cells, strict=True))
+    try:
+        index = int(row["index"])
+    except ValueError:
+        raise NvidiaParseError(f"GPU index {row['index']!r} is not a number in {line!r}") from None
+    # A field missing from `fields` (an older driver rejected it) is None, like a value the GPU does not report.
+    mig = _value(row.get("mig.mode.current", ""))
+    return {
+        "index": index,
+        "name": _value(row.get("name", "")),
+        "uuid": _value(row.get("uuid", "")),
+        "memory_total_mib": _int_or_none(row.get("memory.total", "")),
+        "driver_version": _value(row.get("driver_version", "")),
+        "compute_capability": _value(row.get("compute_cap", "")),
+        "pci_bus_id": normalize_bus_id(_value(row.get("pci.bus_id", ""))),
+        "mig_mode": mig.lower() if mig else None,
+    }
+
+
+def split_query_gpu(text, fields=QUERY_FIELDS):
+    """`nvidia-smi --query-gpu` output -> (GPU dicts by index, lines that are not GPU rows).
+
+    nvidia-smi writes warnings and per-GPU errors to stdout among the rows ("WARNING: infoROM is
+    corrupted at gpu ...", "Unable to determine the device handle for GPU ...: Unknown Error" or
+    "...: GPU is lost"); one such line must not cost the other GPUs, so it is returned, not raised.
+    """
+    gpus, problems = [], []
     for line in text.splitlines():
         if not line.strip():
             continue
-        cells = [cell.strip() for cell in line.split(",")]
-        if len(cells) != len(fields):
-            raise NvidiaParseError(f"expected {len(fields)} fields, got {len(cells)} in {line!r}")
-        row = dict(zip(fields, cells, strict=True))
-        mig = _value(row.get("mig.mode.current", ""))
-        gpus.append({
-            "index": int(row["index"]),
-            "name": _value(row["name"]),
-            "uuid": _value(row["uuid"]),
-            "memory_total_mib": _int_or_none(row["memory.total"]),
-            "driver_version": _value(row["driver_version"]),
-            "compute_capability": _value(row.get("compute_cap", "")),
-            "pci_bus_id": normalize_bus_id(_value(row["pci.bus_id"])),
-            "mig_mode": mig.lower() if mig else None,
-        })
-    return sorted(gpus, key=lambda gpu: gpu["index"])
+        try:
+            gpus.append(_gpu_row(line, fields))
+        except NvidiaParseError:
+            problems.append(line.strip())
+    return sorted(gpus, key=lambda gpu: gpu["index"]), problems
 
 
-_NVLINK_GPU = re.compile(r"^GPU (\d+):")
+def parse_query_gpu(text, fields=QUERY_FIELDS):
+    """Rows of `nvidia-smi --query-gpu=<fields> --format=csv,noheader,nounits` as dicts; strict."""
+    for line in text.splitlines():
+        if line.strip():
+            _gpu_row(line, fields)
+    return split_query_gpu(text, fields)[0]
+
+
+_INVALID_FIELD = re.compile(r'Field "(?P<field>[^"]+)" is not a valid field to query')
+
+
+def invalid_query_fields(text):
+    """Fields an older nvidia-smi rejects: `Field "compute_cap" is not a valid field to query.`"""
+    return [match.group("field") for match in _INVALID_FIELD.finditer(text or "")]
+
+
+_NVLINK_GPU = re.compile(r"^\s*GPU (\d+):")
 _NVLINK_LINK = re.compile(r"^\s*Link \d+:\s*(.+)$")
 
 
 def parse_nvlink_status(text):
-    """`nvidia-smi nvlink -s` -> {gpu index: number of active links}."""
+    """`nvidia-smi nvlink -s` -> {gpu index: number of active links}.
+
+    A GPU without NVLink prints "NVML: Unable to retrieve NVLink information as all links are inActive"
+    under its header and counts 0; other lines under a header (errors, MIG devices) are not links.
+    """
     links = {}
     current = None
     for line in text.splitlines():
@@ -197,16 +252,59 @@ def scan_pci(root="/"):
     return devices
 
 
-def gpus_from_pci(devices):
-    """GPU facts from PCI alone: what is known without a driver, None for the rest."""
+def parse_pci_ids(text, vendor=NVIDIA_VENDOR):
+    """pci.ids -> {device id: name} for one vendor; subsystem lines (two tabs) and other vendors are skipped."""
+    names, in_vendor = {}, False
+    for line in (text or "").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith("\t"):
+            # A vendor line ("10de  NVIDIA Corporation"), or the device classes ("C 03  ...") that end the list.
+            head = line.split(None, 1)[0]
+            in_vendor = len(head) == 4 and head.lower() == f"{vendor:04x}"
+            continue
+        if in_vendor and not line.startswith("\t\t"):
+            device, _, name = line.strip().partition(" ")
+            try:
+                names[int(device, 16)] = name.strip()
+            except ValueError:
+                continue
+    return names
+
+
+def read_pci_ids(root="/"):
+    """NVIDIA device names from the host's pci.ids, or {} when it has none."""
+    for path in PCI_IDS_PATHS:
+        text = _read(os.path.join(root, path))
+        if text is not None:
+            return parse_pci_ids(text)
+    return {}
+
+
+def _pci_ids_name(name):
+    """pci.ids writes "GH100 [H200 SXM 141GB]": the product is in brackets, the chip before them."""
+    match = re.search(r"\[([^\]]+)\]", name)
+    return "NVIDIA " + (match.group(1) if match else name).strip()
+
+
+def gpus_from_pci(devices, pci_ids=None):
+    """GPU facts from PCI alone: what is known without a driver, None for the rest.
+
+    Names come from the shipped table (nvidia-smi's spelling), then the host's pci.ids, then the bare id.
+    """
+    pci_ids = pci_ids or {}
     gpus = []
     for index, device in enumerate(d for d in devices if d["class"] in GPU_CLASSES):
-        name, capability = PCI_DEVICE_NAMES.get(device["device"], (f"NVIDIA device 0x{device['device']:04x}", None))
+        device_id = device["device"]
+        name, capability = PCI_DEVICE_NAMES.get(device_id, (None, None))
+        if name is None:
+            name = _pci_ids_name(pci_ids[device_id]) if device_id in pci_ids else f"NVIDIA device 0x{device_id:04x}"
         gpus.append({
             "index": index, "name": name, "uuid": None, "memory_total_mib": None,
             "driver_version": None, "compute_capability": capability,
             "pci_bus_id": device["address"], "mig_mode": None,
-            "pci_device_id": f"0x{device['device']:04x}", "kernel_driver": device["driver"],
+            "pci_device_id": f"0x{device_id:04x}", "pci_device_name": pci_ids.get(device_id),
+            "kernel_driver": device["driver"],
         })
     return gpus
 

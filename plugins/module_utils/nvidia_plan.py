@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Which packages from which repository make up a host's NVIDIA stack.
 
 The package names live in the roles' vars/ (the `table` arguments); this module only

@@ -1,3 +1,4 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Rolling changes of serving model server instances: batches per region, and what an instance still serves.
 
 The model_server role reports, per GPU node, which of its serving instances must restart (their settings

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import platform
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gpufleet.llm.plugins.module_utils.nvidia import (
     QUERY_FIELDS,
-    NvidiaParseError,
     check_inventory_gpus,
     dkms_failure,
     driver_action,
     gpu_model,
     gpus_from_pci,
+    invalid_query_fields,
     parse_dkms_status,
     parse_nvlink_status,
-    parse_query_gpu,
     read_host_state,
+    read_pci_ids,
+    split_query_gpu,
 )
 
 DOCUMENTATION = r"""
@@ -88,6 +90,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+nvidia_smi_problems:
+  description:
+    - "Lines of C(nvidia-smi --query-gpu) output that were not GPU rows, such as
+      C(WARNING: infoROM is corrupted at gpu ...) or
+      C(Unable to determine the device handle for GPU ...: Unknown Error).
+      Each is also a module warning; the GPUs whose rows did parse are still reported."
+  returned: always
+  type: list
+  elements: str
+  sample: ["Unable to determine the device handle for GPU 0000:5D:00.0: Unknown Error"]
 ansible_facts:
   description: Facts added to the host.
   returned: always
@@ -122,6 +134,12 @@ ansible_facts:
           type: str
         pci_device_id:
           description: PCI device id such as C(0x2330); only when read from PCI.
+          type: str
+          returned: when read from PCI
+        pci_device_name:
+          description:
+            - The device's name in the host's PCI ID database (C(pci.ids)), such as C(GH100 [H200 SXM 141GB]); null
+              when the host has no C(pci.ids) or it does not know the device. Only when read from PCI.
           type: str
           returned: when read from PCI
         kernel_driver:
@@ -176,6 +194,12 @@ ansible_facts:
         nvidia_smi_error:
           description: Why nvidia-smi was not used; null when it was.
           type: str
+        nvidia_smi_missing_fields:
+          description:
+            - Query fields this nvidia-smi rejected (C(compute_cap) before driver 510); they are null in
+              RV(ansible_facts.gpus).
+          type: list
+          elements: str
         container:
           description: Whether the host is a container (the kernel module then belongs to the container host).
           type: bool
@@ -240,25 +264,37 @@ class GpuFacts:
         return self.module.run_command([smi, "--query-gpu=" + ",".join(fields), "--format=csv,noheader,nounits"])
 
     def _query(self, smi):
+        """(GPUs or None, why not, lines that were not GPU rows, fields this nvidia-smi does not know)."""
         fields = list(QUERY_FIELDS)
+        missing = []
         rc, out, err = self._run_query(smi, fields)
-        if rc != 0 and "compute_cap" in out + err:
-            # Drivers before 510 do not know the compute_cap field.
-            fields.remove("compute_cap")
+        # An older driver rejects a whole query for one field it does not know (compute_cap before 510):
+        # drop each field it names and ask again, so the others are still read.
+        while rc != 0:
+            unknown = [f for f in invalid_query_fields(out + err) if f in fields and f != "index"]
+            if not unknown:
+                break
+            for field in unknown:
+                fields.remove(field)
+            missing.extend(unknown)
             rc, out, err = self._run_query(smi, fields)
+        # Rows are kept whatever the exit status: nvidia-smi fails the command for one lost GPU
+        # and still prints the others.
+        gpus, problems = split_query_gpu(out, tuple(fields))
+        if gpus:
+            return gpus, None, problems, missing
+        # Without a single row the output is the reason nvidia-smi was not used, not a list of problems.
         if rc != 0:
-            return None, (err or out).strip() or f"nvidia-smi exited with {rc}"
-        try:
-            gpus = parse_query_gpu(out, tuple(fields))
-        except NvidiaParseError as error:
-            return None, f"unexpected nvidia-smi output: {error}"
-        if not gpus:
-            return None, "nvidia-smi found no GPUs"
-        return gpus, None
+            return None, (err or out).strip() or f"nvidia-smi exited with {rc}", [], missing
+        if problems:
+            return None, "unexpected nvidia-smi output: " + "; ".join(problems), [], missing
+        return None, "nvidia-smi found no GPUs", [], missing
 
     def _nvlinks(self, smi):
-        rc, out, _err = self.module.run_command([smi, "nvlink", "-s"])
-        return parse_nvlink_status(out) if rc == 0 else {}
+        # As with --query-gpu, one GPU nvidia-smi cannot answer for fails the whole command while the
+        # others' links are printed; every GPU block that is there is used, whatever the exit status.
+        _rc, out, _err = self.module.run_command([smi, "nvlink", "-s"])
+        return parse_nvlink_status(out)
 
     def _kernel_module(self, host):
         params = self.module.params
@@ -285,22 +321,23 @@ class GpuFacts:
     def collect(self):
         host = read_host_state(self.root, self._detect_virt())
         smi = self.module.params["nvidia_smi"] or self.module.get_bin_path("nvidia-smi")
-        gpus, error, links = None, "nvidia-smi not found", {}
+        gpus, error, links, problems, missing = None, "nvidia-smi not found", {}, [], []
         if smi:
-            gpus, error = self._query(smi)
+            gpus, error, problems, missing = self._query(smi)
             if gpus:
                 links = self._nvlinks(smi)
         source = "nvidia-smi" if gpus else "pci"
         if not gpus:
-            gpus = gpus_from_pci(host["pci_devices"])
+            gpus = gpus_from_pci(host["pci_devices"], read_pci_ids(self.root))
         for gpu in gpus:
             gpu["nvlink_links"] = links.get(gpu["index"]) if source == "nvidia-smi" and links else None
             gpu["nvlink"] = bool(gpu["nvlink_links"])
             gpu["nvswitch"] = host["nvswitch_count"] > 0
         del host["pci_devices"]
         host["kernel_module"] = self._kernel_module(host) if self.module.params["kernel_module"] else None
-        host.update(source=source, nvidia_smi_error=error)
-        return {"gpus": gpus, "nvidia_gpu_count": len(gpus), "nvidia_gpu_model": gpu_model(gpus), "gpu_host": host}
+        host.update(source=source, nvidia_smi_error=error, nvidia_smi_missing_fields=missing)
+        facts = {"gpus": gpus, "nvidia_gpu_count": len(gpus), "nvidia_gpu_model": gpu_model(gpus), "gpu_host": host}
+        return facts, problems
 
 
 def main():
@@ -315,12 +352,15 @@ def main():
         },
         supports_check_mode=True,
     )
-    facts = GpuFacts(module).collect()
+    facts, problems = GpuFacts(module).collect()
+    # A lost or unreadable GPU is worth a warning on every run, not only a field in the result.
+    for line in problems:
+        module.warn(f"nvidia-smi: {line}")
     expected = module.params["expected_gpu_count"]
     error = None if expected is None else check_inventory_gpus(expected, facts["nvidia_gpu_count"], platform.node())
     if error:
-        module.fail_json(msg=error, ansible_facts=facts)
-    module.exit_json(changed=False, ansible_facts=facts)
+        module.fail_json(msg=error, ansible_facts=facts, nvidia_smi_problems=problems)
+    module.exit_json(changed=False, ansible_facts=facts, nvidia_smi_problems=problems)
 
 
 if __name__ == "__main__":

@@ -121,3 +121,13 @@ def test_a_model_server_may_not_take_a_load_balancer_port_on_the_same_address():
 def test_checks_can_be_limited_to_some_hosts():
     hostvars, groups = fleet(**{"gpu-a": {"gpu_count": None}})
     assert validate_fleet(hostvars, groups, ["gpu-b"]) == []
+
+
+def test_a_retired_node_drops_out_of_the_layout():
+    from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers
+
+    hostvars = {"a": {"gpufleet_region": "r", "gpu_count": 2}, "b": {"gpufleet_region": "r", "gpu_count": 2,
+                                                                     "gpufleet_retired": True}}
+    assert {s["host"] for s in fleet_model_servers(hostvars, ["a", "b"])} == {"a"}
+    hostvars["b"]["gpufleet_retired"] = False
+    assert {s["host"] for s in fleet_model_servers(hostvars, ["a", "b"])} == {"a", "b"}

@@ -49,6 +49,13 @@ def drop_gpu_count(children):
     children["gpu_nodes"]["hosts"]["lab-euw-gpu1"] = {"gpu_count": 2}
 
 
+def share_the_load_balancers_address(children):
+    """lab-use-gpu1 on lab-use-lb's address, its model servers on 8080 and 8081; the load balancer sets
+    no port, so it has nginx_lb's defaults: 80, and 8081 for stub_status."""
+    set_var("region_us_east", "lab-use-gpu1", "ansible_host", "192.0.2.10")(children)
+    set_var("gpu_nodes", "lab-use-gpu1", "model_server_base_port", 8080)(children)
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (drop_gpu_count, "lab-euw-gpu2: gpu_count is not set"),
     (set_var("gpu_nodes", "lab-use-gpu1", "model_server_tensor_parallel_size", 4),
@@ -59,7 +66,14 @@ def drop_gpu_count(children):
      "lab-aps-lb: load balancer of gpufleet_region 'ap-south', which has no host in gpu_nodes"),
     (set_var("gpu_nodes", "lab-euw-gpu1", "model_server_engine", "tgi"),
      "lab-euw-gpu1: model_server_engine must be one of vllm, simulator, got 'tgi'"),
-], ids=["no-gpu-count", "tensor-parallel", "port-clash", "lonely-lb", "unknown-engine"])
+    (set_var("load_balancers", "lab-use-lb", "nginx_lb_listen_port", "eighty"),
+     "lab-use-lb: nginx_lb_listen_port must be an integer from 1 to 65535, got str 'eighty'"),
+    (share_the_load_balancers_address,
+     "lab-use-gpu1: model server port 8081 on 192.0.2.10 is already used by lab-use-lb (nginx_lb_status_port)"),
+    (set_var("gpu_nodes", "lab-euw-gpu1", "model_server_base_port", 443),
+     "lab-euw-gpu1: model_server_base_port must be an integer from 1024 to 65535, got int 443"),
+], ids=["no-gpu-count", "tensor-parallel", "port-clash", "lonely-lb", "unknown-engine", "wrong-type",
+        "default-port-clash", "privileged-port"])
 def test_a_bad_inventory_fails_before_any_host_changes(tmp_path, edit, message):
     result = site(inventory(tmp_path, edit))
     assert result.returncode != 0

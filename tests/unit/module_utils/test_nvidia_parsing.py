@@ -7,7 +7,6 @@ from ansible_collections.gpufleet.llm.plugins.module_utils import nvidia
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia"
 SMI = FIXTURES / "smi"
-ROOTS = FIXTURES / "roots"
 
 
 def smi(name):
@@ -54,6 +53,40 @@ def test_parse_query_gpu_rejects_rows_of_another_shape():
         nvidia.parse_query_gpu("0, Tesla T4\n")
 
 
+def test_split_query_gpu_keeps_rows_around_a_device_handle_error():
+    gpus, problems = nvidia.split_query_gpu(smi("query_h100_sxm_8_device_handle_error.csv"))
+    assert [g["index"] for g in gpus] == [0, 1, 2, 4, 5, 6, 7]
+    assert gpus[3]["pci_bus_id"] == "0000:9a:00.0"
+    assert problems == ["Unable to determine the device handle for GPU 0000:5D:00.0: Unknown Error"]
+
+
+def test_split_query_gpu_reports_inforom_warning_and_keeps_all_rows():
+    gpus, problems = nvidia.split_query_gpu(smi("query_l4_2_inforom_warning.csv"))
+    assert [g["name"] for g in gpus] == ["NVIDIA L4"] * 2
+    assert problems == ["WARNING: infoROM is corrupted at gpu 0000:41:00.0"]
+
+
+def test_split_query_gpu_row_with_a_non_numeric_index_is_a_problem():
+    # Eight cells, but the first is text: a message with seven commas must not become GPU "Unable...".
+    line = "Unable, to, determine, the, device, handle, for, GPU"
+    assert nvidia.split_query_gpu(line + "\n") == ([], [line])
+
+
+def test_parse_query_gpu_with_fields_left_out_sets_them_none():
+    fields = tuple(f for f in nvidia.QUERY_FIELDS if f not in ("compute_cap", "mig.mode.current"))
+    (gpu,) = nvidia.parse_query_gpu(smi("query_t4_418_driver.csv"), fields)
+    assert (gpu["compute_capability"], gpu["mig_mode"], gpu["memory_total_mib"]) == (None, None, 15109)
+
+
+@pytest.mark.parametrize("fixture,expected", [
+    ("err_compute_cap_field.txt", ["compute_cap"]),
+    ("err_mig_mode_field.txt", ["mig.mode.current"]),
+    ("err_no_driver.txt", []),
+])
+def test_invalid_query_fields(fixture, expected):
+    assert nvidia.invalid_query_fields(smi(fixture)) == expected
+
+
 def test_parse_query_gpu_empty_output_is_no_gpu():
     assert nvidia.parse_query_gpu("\n") == []
 
@@ -62,6 +95,10 @@ def test_parse_nvlink_status_counts_active_links():
     assert nvidia.parse_nvlink_status(smi("nvlink_h100_sxm_8.txt")) == {i: 18 for i in range(8)}
     assert nvidia.parse_nvlink_status(smi("nvlink_a100_partial.txt")) == {0: 12, 1: 11, 2: 12, 3: 0}
     assert nvidia.parse_nvlink_status(smi("nvlink_l4_2.txt")) == {0: 0, 1: 0}
+
+
+def test_parse_nvlink_status_gpu_without_nvlink_counts_zero():
+    assert nvidia.parse_nvlink_status(smi("nvlink_a100_pcie_none.txt")) == {0: 0, 1: 0}
 
 
 @pytest.mark.parametrize("fixture,expected", [
@@ -103,8 +140,8 @@ def test_dkms_failure_built_but_not_installed():
     assert message == "DKMS module nvidia-srv/535.183.01 is 'built' for kernel 5.15.0-113-generic"
 
 
-def test_detect_hgx_h100_gpus_and_nvswitches():
-    state = nvidia.read_host_state(str(ROOTS / "hgx_h100"))
+def test_detect_hgx_h100_gpus_and_nvswitches(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "hgx_h100"))
     assert state["pci_gpu_count"] == 8
     assert state["nvswitch_count"] == 4
     assert (state["driver_loaded"], state["driver_loaded_version"], state["driver_loaded_flavor"]) == (
@@ -113,8 +150,8 @@ def test_detect_hgx_h100_gpus_and_nvswitches():
         False, True, False, False)
 
 
-def test_detect_gpus_without_driver_from_pci():
-    state = nvidia.read_host_state(str(ROOTS / "hgx_h200_no_driver"))
+def test_detect_gpus_without_driver_from_pci(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "hgx_h200_no_driver"))
     gpus = nvidia.gpus_from_pci(state["pci_devices"])
     assert state["driver_loaded"] is False
     assert state["nvswitch_count"] == 4
@@ -124,15 +161,15 @@ def test_detect_gpus_without_driver_from_pci():
     assert gpus[0]["uuid"] is None and gpus[0]["compute_capability"] == "9.0"
 
 
-def test_detect_secure_boot_and_open_module():
-    state = nvidia.read_host_state(str(ROOTS / "l4_secure_boot"))
+def test_detect_secure_boot_and_open_module(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "l4_secure_boot"))
     assert state["secure_boot"] is True
     assert state["driver_loaded_flavor"] == "open"
     assert state["pci_gpu_count"] == 2 and state["nvswitch_count"] == 0
 
 
-def test_detect_wrong_module_loaded():
-    state = nvidia.read_host_state(str(ROOTS / "t4_nouveau"))
+def test_detect_wrong_module_loaded(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "t4_nouveau"))
     (gpu,) = nvidia.gpus_from_pci(state["pci_devices"])
     assert state["nouveau_loaded"] is True
     assert state["driver_loaded"] is False
@@ -140,14 +177,14 @@ def test_detect_wrong_module_loaded():
     assert (state["secure_boot"], state["efi"]) == (False, False)
 
 
-def test_detect_no_gpu():
-    state = nvidia.read_host_state(str(ROOTS / "no_gpu"))
+def test_detect_no_gpu(nvidia_roots):
+    state = nvidia.read_host_state(str(nvidia_roots / "no_gpu"))
     assert state["pci_gpu_count"] == 0 and state["pci_devices"] == []
     assert state["container"] is False
 
 
-def test_detect_container_from_marker_and_detect_virt(tmp_path):
-    assert nvidia.read_host_state(str(ROOTS / "podman_container"))["container"] is True
+def test_detect_container_from_marker_and_detect_virt(nvidia_roots, tmp_path):
+    assert nvidia.read_host_state(str(nvidia_roots / "podman_container"))["container"] is True
     assert nvidia.in_container(str(tmp_path), "podman\n") is True
     assert nvidia.in_container(str(tmp_path), "none\n") is False
     (tmp_path / ".dockerenv").write_text("")
@@ -160,14 +197,55 @@ def test_detect_container_from_pid1_environment(tmp_path):
     assert nvidia.in_container(str(tmp_path)) is True
 
 
-def test_unknown_nvidia_device_is_named_by_id(tmp_path):
-    device = tmp_path / "sys/bus/pci/devices/0000:01:00.0"
+def one_gpu_root(root, device_id, pci_ids=None):
+    """A root with one NVIDIA 3D controller of `device_id`, and optionally a pci.ids at Debian's path."""
+    device = root / "sys/bus/pci/devices/0000:01:00.0"
     device.mkdir(parents=True)
     (device / "vendor").write_text("0x10de\n")
-    (device / "device").write_text("0x2901\n")
+    (device / "device").write_text(f"0x{device_id:04x}\n")
     (device / "class").write_text("0x030200\n")
-    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(str(tmp_path)))
-    assert gpu["name"] == "NVIDIA device 0x2901" and gpu["compute_capability"] is None
+    if pci_ids is not None:
+        (root / "usr/share/misc").mkdir(parents=True)
+        (root / "usr/share/misc/pci.ids").write_text(pci_ids)
+    return str(root)
+
+
+def test_unknown_nvidia_device_without_pci_ids_is_named_by_id(tmp_path):
+    root = one_gpu_root(tmp_path, 0x2B85)
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(root), nvidia.read_pci_ids(root))
+    assert gpu["name"] == "NVIDIA device 0x2b85" and gpu["compute_capability"] is None
+    assert gpu["pci_device_name"] is None
+
+
+def test_device_missing_from_the_table_is_named_from_the_hosts_pci_ids(tmp_path):
+    root = one_gpu_root(tmp_path, 0x2B85, (FIXTURES / "pci_ids_excerpt.txt").read_text())
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(root), nvidia.read_pci_ids(root))
+    assert (gpu["name"], gpu["pci_device_name"]) == ("NVIDIA GeForce RTX 5090", "GB202 [GeForce RTX 5090]")
+
+
+def test_table_name_wins_over_pci_ids_so_both_sources_agree(tmp_path):
+    root = one_gpu_root(tmp_path, 0x2335, (FIXTURES / "pci_ids_excerpt.txt").read_text())
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(root), nvidia.read_pci_ids(root))
+    assert (gpu["name"], gpu["compute_capability"]) == ("NVIDIA H200", "9.0")
+    assert gpu["pci_device_name"] == "GH100 [H200 SXM 141GB]"
+
+
+def test_parse_pci_ids_reads_only_nvidia_devices():
+    names = nvidia.parse_pci_ids((FIXTURES / "pci_ids_excerpt.txt").read_text())
+    # Intel's 2335 and the subsystem line under 0020 are not NVIDIA devices; the class list is not either.
+    assert names == {0x0020: "NV4 [Riva TNT]", 0x2335: "GH100 [H200 SXM 141GB]", 0x2B85: "GB202 [GeForce RTX 5090]"}
+
+
+@pytest.mark.parametrize("device_id,name", [
+    (0x2330, "NVIDIA H100 80GB HBM3"), (0x2331, "NVIDIA H100 PCIe"), (0x2335, "NVIDIA H200"),
+    (0x20B0, "NVIDIA A100-SXM4-40GB"), (0x20B2, "NVIDIA A100-SXM4-80GB"), (0x20F1, "NVIDIA A100-PCIE-40GB"),
+    (0x20B5, "NVIDIA A100 80GB PCIe"), (0x2236, "NVIDIA A10"), (0x2237, "NVIDIA A10G"), (0x27B8, "NVIDIA L4"),
+    (0x26B9, "NVIDIA L40S"), (0x1EB8, "Tesla T4"), (0x1DB5, "Tesla V100-SXM2-32GB"),
+    (0x26B1, "NVIDIA RTX 6000 Ada Generation"), (0x2901, "NVIDIA B200"),
+])
+def test_common_gpus_are_named_without_a_driver_or_pci_ids(tmp_path, device_id, name):
+    (gpu,) = nvidia.gpus_from_pci(nvidia.scan_pci(one_gpu_root(tmp_path, device_id)))
+    assert gpu["name"] == name and gpu["compute_capability"] is not None
 
 
 def test_gpu_model_is_the_majority_name():

@@ -10,36 +10,41 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
-ROOTS = REPO / "tests/unit/fixtures/nvidia/roots"
 PLAYBOOK = Path(__file__).with_name("preflight.yml")
 
 HOSTS = {
-    "hgx_debian": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": str(ROOTS / "hgx_h100")},
-    "hgx_nvidia_repo": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": str(ROOTS / "hgx_h100"),
+    "hgx_debian": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": "hgx_h100"},
+    "hgx_nvidia_repo": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": "hgx_h100",
                         "nvidia_driver_source": "nvidia", "nvidia_driver_branch": "550",
                         "nvidia_driver_version": "550.54.15"},
     "fresh_h200_nvidia_repo": {"test_role": "nvidia_driver",
-                               "nvidia_driver_detection_root": str(ROOTS / "hgx_h200_no_driver"),
+                               "nvidia_driver_detection_root": "hgx_h200_no_driver",
                                "nvidia_driver_source": "nvidia", "nvidia_driver_flavor": "open",
                                "nvidia_driver_branch": "570", "nvidia_driver_version": "570.124.06"},
-    "t4_nouveau": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": str(ROOTS / "t4_nouveau")},
-    "cpu_only": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": str(ROOTS / "no_gpu")},
-    "lab_container": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": str(ROOTS / "podman_container")},
-    "wrong_branch": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": str(ROOTS / "t4_nouveau"),
+    "t4_nouveau": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": "t4_nouveau"},
+    "cpu_only": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": "no_gpu"},
+    "lab_container": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": "podman_container"},
+    "wrong_branch": {"test_role": "nvidia_driver", "nvidia_driver_detection_root": "t4_nouveau",
                      "nvidia_driver_branch": "550", "nvidia_driver_version": "550.54.15"},
-    "cuda_too_new": {"test_role": "cuda_toolkit", "cuda_toolkit_detection_root": str(ROOTS / "no_gpu"),
+    "cuda_too_new": {"test_role": "cuda_toolkit", "cuda_toolkit_detection_root": "no_gpu",
                      "cuda_toolkit_source": "nvidia", "cuda_toolkit_versions": ["12.4.1"],
                      "cuda_toolkit_driver_version": "470.256.02"},
-    "cuda_debian": {"test_role": "cuda_toolkit", "cuda_toolkit_detection_root": str(ROOTS / "no_gpu"),
+    "cuda_debian": {"test_role": "cuda_toolkit", "cuda_toolkit_detection_root": "no_gpu",
                     "cuda_toolkit_versions": ["11.8.89~11.8.0-5~deb12u1"], "nvidia_driver_version": "535.309.01"},
-    "cuda_none": {"test_role": "cuda_toolkit", "cuda_toolkit_detection_root": str(ROOTS / "no_gpu")},
+    "cuda_none": {"test_role": "cuda_toolkit", "cuda_toolkit_detection_root": "no_gpu"},
 }
 
 
+def with_roots(vars_, roots):
+    """*_detection_root values in HOSTS name a fixture root; point them at its materialised tree."""
+    return {key: str(roots / value) if key.endswith("_detection_root") else value
+            for key, value in vars_.items()}
+
+
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
+def outcomes(tmp_path_factory, nvidia_roots):
     work = tmp_path_factory.mktemp("preflight")
-    inventory = {"all": {"hosts": {name: dict(vars_, ansible_connection="local",
+    inventory = {"all": {"hosts": {name: dict(with_roots(vars_, nvidia_roots), ansible_connection="local",
                                               ansible_python_interpreter=sys.executable)
                                    for name, vars_ in HOSTS.items()},
                          "vars": {"test_output_dir": str(work)}}}

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from gpufleet_simulator import __version__
 from gpufleet_simulator.tokenizer import count_tokens
 from sim_support import sse_events
 
@@ -98,11 +99,11 @@ def test_request_ids_are_echoed_or_generated_and_instance_is_reported(fast_serve
     ("GET", "/v2/nothing", None, 404, "NotFoundError"),
     ("GET", "/v1/completions", None, 405, "MethodNotAllowedError"),
     ("POST", "/v1/models", None, 405, "MethodNotAllowedError"),
-    ("POST", "/v1/completions", b"{not json", 400, "BadRequestError"),
-    ("POST", "/v1/completions", b"[1, 2]", 400, "BadRequestError"),
+    ("POST", "/v1/completions", b"{not json", 400, "Bad Request"),
+    ("POST", "/v1/completions", b"[1, 2]", 400, "Bad Request"),
     ("POST", "/v1/completions", {"max_tokens": 3}, 400, "BadRequestError"),
     ("POST", "/v1/completions", {"prompt": "a", "max_tokens": 0}, 400, "BadRequestError"),
-    ("POST", "/v1/completions", {"prompt": "a", "stream": "yes"}, 400, "BadRequestError"),
+    ("POST", "/v1/completions", {"prompt": "a", "stream": "maybe"}, 400, "Bad Request"),
     ("POST", "/v1/chat/completions", {"messages": []}, 400, "BadRequestError"),
     ("POST", "/v1/chat/completions", {**CHAT, "model": "gpt-5"}, 404, "NotFoundError"),
 ])
@@ -134,3 +135,13 @@ def test_prompt_beyond_max_model_len_is_rejected(fast_server):
     assert fits.status_code == 200
     assert fits.json()["usage"]["completion_tokens"] == 4 and fits.json()["choices"][0]["finish_reason"] == "length"
     assert full.status_code == 400
+
+
+def test_ping_answers_like_health_and_version_has_vllms_shape(fast_server):
+    with fast_server.client() as client:
+        pings = [client.get("/ping"), client.post("/ping")]
+        version = client.get("/version")
+        wrong_method = client.delete("/ping")
+    assert [(r.status_code, r.content) for r in pings] == [(200, b""), (200, b"")]
+    assert version.status_code == 200 and version.json() == {"version": __version__}
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET, POST"

@@ -7,6 +7,7 @@ from gpufleet_simulator.metrics import ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTF
 from sim_support import parse_metrics, run_server, sse_events
 
 MODEL = {"model_name": "m-test"}
+VLLM_LABELS = {**MODEL, "engine": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def samples(traffic):
 
 
 def value(traffic, name, **labels):
-    return samples(traffic)[(name, frozenset({**MODEL, **labels}.items()))]
+    return samples(traffic)[(name, frozenset({**VLLM_LABELS, **labels}.items()))]
 
 
 def test_exposition_format_and_instance_info(traffic):
@@ -53,6 +54,8 @@ def test_request_outcomes_and_latency_histograms(traffic):
     assert value(traffic, "vllm:request_success_total", finished_reason="length") == 3
     assert value(traffic, "vllm:request_success_total", finished_reason="stop") == 0
     assert value(traffic, "vllm:request_success_total", finished_reason="abort") == 0
+    assert value(traffic, "vllm:request_success_total", finished_reason="error") == 0
+    assert value(traffic, "vllm:request_success_total", finished_reason="repetition") == 0
     for histogram in ("time_to_first_token", "e2e_request_latency", "request_queue_time"):
         assert value(traffic, f"vllm:{histogram}_seconds_count") == 3
     assert value(traffic, "vllm:time_to_first_token_seconds_sum") >= 3 * 0.005
@@ -88,3 +91,10 @@ def test_http_requests_total_groups_status_like_vllms_instrumentator(traffic):
         "/v1/chat/completions POST 2xx": 1.0,
         "none GET 4xx": 1.0,
     }
+
+
+def test_every_vllm_series_names_its_engine_as_vllm_does(traffic):
+    vllm = [dict(labels) for metric, labels in samples(traffic) if metric.startswith("vllm:")]
+    assert vllm and all(labels["engine"] == "0" and labels["model_name"] == "m-test" for labels in vllm)
+    reasons = {labels.get("finished_reason") for labels in vllm} - {None}
+    assert reasons == {"stop", "length", "abort", "error", "repetition"}

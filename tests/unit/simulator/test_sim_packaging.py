@@ -29,5 +29,5 @@ def test_pip_install_without_build_isolation_into_a_fresh_venv(tmp_path):
     assert version.stdout.strip() == "gpufleet-simulator 0.1.0"
     files = subprocess.run([str(venv / "bin" / "pip"), "show", "-f", "gpufleet-simulator"], capture_output=True,
                            text=True, timeout=60, check=True).stdout
-    assert "gpufleet_simulator/app.py" in files and "Requires: prometheus_client, uvicorn" in files
+    assert "gpufleet_simulator/app.py" in files and "Requires: prometheus_client, pydantic, uvicorn" in files
     assert elapsed < 60

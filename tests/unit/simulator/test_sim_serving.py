@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sim_support import metric_value, run_server
 
-MODEL = {"model_name": "simulated-llm"}
+MODEL = {"model_name": "simulated-llm", "engine": "0"}
 
 
 def test_stream_chunks_follow_ttft_then_itl(tmp_path):

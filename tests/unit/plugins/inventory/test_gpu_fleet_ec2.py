@@ -129,3 +129,59 @@ def test_credentials_file_lists_hosts(tmp_path, parse_inventory, moto_ec2, aws_e
     source = ec2_source(moto_ec2["endpoint"], regions=["eu-west-1"], profile="fleet", credentials_file=str(credentials))
     parsed = parse_inventory(write_config(tmp_path, {"sources": [source]}))
     assert parsed.hosts == ["g5-euw-1", "g5-euw-dev", "mon-euw-1"]
+
+
+def _twins(endpoint, region):
+    """Two GPU instances with one Name tag, and a third with its own, in a region no other test uses."""
+    import boto3
+
+    client = boto3.client("ec2", region_name=region, endpoint_url=endpoint,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    ids = {}
+    for name in ("twin", "twin", "single"):
+        created = client.run_instances(ImageId="ami-12345678", InstanceType="g6.xlarge", MinCount=1, MaxCount=1,
+                                       TagSpecifications=[{"ResourceType": "instance",
+                                                           "Tags": [{"Key": "Name", "Value": name}]}])
+        ids.setdefault(name, []).append(created["Instances"][0]["InstanceId"])
+    return ids
+
+
+def test_instances_sharing_a_name_are_named_by_instance_id(tmp_path, parse_inventory, moto_ec2, aws_env):
+    ids = _twins(moto_ec2["endpoint"], "ap-south-1")
+    source = ec2_source(moto_ec2["endpoint"], regions=["ap-south-1"])
+    parsed = parse_inventory(write_config(tmp_path, {"sources": [source]}))
+
+    # The source is kept: the other instance keeps its name, each twin gets its instance id.
+    twins = sorted(f"twin-{instance}" for instance in ids["twin"])
+    assert parsed.hosts == sorted(["single", *twins])
+    assert parsed.group_hosts("gpu_nodes") == parsed.hosts
+    for host in twins:
+        assert parsed.hostvars(host)["gpufleet_instance"]["id"] == host.removeprefix("twin-")
+    # One warning per renamed instance, naming both instances and the way out.
+    clashes = [warning for warning in parsed.warnings if "are all named 'twin'" in warning]
+    assert len(clashes) == 2
+    for warning in clashes:
+        assert all(instance in warning for instance in ids["twin"])
+        assert "duplicate_names: fail" in warning
+
+
+def test_duplicate_names_fail_lists_every_clash(tmp_path, parse_inventory, moto_ec2, aws_env):
+    from ansible.errors import AnsibleParserError
+
+    ids = _twins(moto_ec2["endpoint"], "ap-northeast-1")
+    source = ec2_source(moto_ec2["endpoint"], regions=["ap-northeast-1"], duplicate_names="fail")
+    path = write_config(tmp_path, {"sources": [source]})
+    with pytest.raises(AnsibleParserError) as raised:
+        parse_inventory(path)
+    assert str(raised.value) == (
+        f"gpu_fleet inventory {path}: sources[0].duplicate_names: instances {', '.join(ids['twin'])} are all "
+        "named 'twin' (set duplicate_names: suffix_instance_id, or hostnames: [instance-id])")
+
+
+def test_unknown_duplicate_names_policy_names_the_field(tmp_path, parse_inventory, moto_ec2, aws_env):
+    from ansible.errors import AnsibleParserError
+
+    path = write_config(tmp_path, {"sources": [ec2_source(moto_ec2["endpoint"], duplicate_names="first")]})
+    with pytest.raises(AnsibleParserError, match=r"sources\[0\].duplicate_names: must be one of "
+                                                 r"suffix_instance_id, fail, got 'first'"):
+        parse_inventory(path)

@@ -34,6 +34,9 @@ class SimulatorApp:
             "/v1/completions": {"POST": self._completions},
             "/v1/chat/completions": {"POST": self._chat_completions},
             "/health": {"GET": self._health},
+            # vLLM answers /ping (GET or POST, for SageMaker) with its /health handler
+            "/ping": {"GET": self._health, "POST": self._health},
+            "/version": {"GET": self._version},
             "/metrics": {"GET": self._metrics},
         }
 
@@ -87,6 +90,10 @@ class SimulatorApp:
             raise ApiError(503, "The model is still loading.")
         await exchange.respond(200, b"")
 
+    async def _version(self, exchange: Exchange) -> None:
+        # vLLM's shape, {"version": VLLM_VERSION}; the version is the simulator's own, not a vLLM it pretends to be
+        await exchange.respond(200, dumps({"version": __version__}))
+
     async def _metrics(self, exchange: Exchange) -> None:
         await exchange.respond(200, self.engine.metrics.render(), CONTENT_TYPE.encode())
 
@@ -118,7 +125,8 @@ class SimulatorApp:
         failure = self.engine.injected_failure()
         if failure is not None:
             raise failure
-        seq = self.engine.new_sequence(exchange.request_id, request.prompt_tokens, request.max_tokens)
+        seq = self.engine.new_sequence(exchange.request_id, request.prompt_tokens, request.max_tokens, request.stop,
+                                       request.seed)
         responder = Responder(request, exchange.request_id, self.config.model, self.engine.prefix_cache is not None)
         if request.stream:
             self.engine.check_capacity()
@@ -138,7 +146,9 @@ class SimulatorApp:
         async with self.engine.running(seq):
             index = 0
             async for token in self.engine.stream(seq):
-                chunk = responder.token_chunk(token, seq.finish_reason if index == last else None)
+                final = index == last
+                chunk = responder.token_chunk(token, seq.finish_reason if final else None,
+                                              seq.stop_reason if final else None)
                 if index == 0 and request.chat:
                     chunk = responder.role_chunk() + chunk  # vLLM sends the role with the first output
                 await exchange.body(chunk)

@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--no-access-log", action="store_true", help="skip uvicorn's per-request log line")
+    parser.add_argument("--timeout-graceful-shutdown", type=int, metavar="SECONDS",
+                        help="on SIGTERM, how long open requests may run on (uvicorn's flag; default: unbounded)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_arguments(parser)
     return parser
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from .app import create_app
 
     uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=not args.no_access_log)
+                access_log=not args.no_access_log, timeout_graceful_shutdown=args.timeout_graceful_shutdown)
     return 0
 
 

@@ -30,6 +30,7 @@ class Sequence:
     first_token_at: float | None = None
     planned_end: float | None = None  # set by non-streamed generation, which sleeps through the decode phase
     finished: bool = False
+    stop_reason: str | None = None  # the stop string that ended the output, as vLLM reports it
 
     @property
     def max_tokens(self) -> int:
@@ -41,6 +42,31 @@ class Sequence:
             span = max(self.planned_end - self.first_token_at, 1e-9)
             generated = 1 + (self.max_tokens - 1) * min(max((now - self.first_token_at) / span, 0.0), 1.0)
         return len(self.prompt_tokens) + generated
+
+
+def cut_at_stop(seq: Sequence, stop: list[str]) -> None:
+    """End the output before the first stop string, as vLLM's check_stop_strings (vllm/v1/engine/detokenizer.py):
+    after each token it searches only where that token could complete a stop string, the first string of the
+    list found wins, the token that completes it is still generated (and counted in usage), and the text from
+    the stop string on is dropped."""
+    text = ""
+    for index, token in enumerate(seq.output):
+        previous, text = len(text), text + token
+        for string in stop:
+            cut = text.find(string, max(previous - len(string) + 1, 0))
+            if cut != -1:
+                seq.output = _clip(seq.output[:index + 1], cut)
+                seq.finish_reason, seq.stop_reason = "stop", string
+                return
+
+
+def _clip(tokens: list[str], length: int) -> list[str]:
+    """The tokens with their text cut so that together they are the first `length` characters."""
+    clipped, offset = [], 0
+    for token in tokens:
+        clipped.append(token[:max(length - offset, 0)])
+        offset += len(token)
+    return clipped
 
 
 class RequestLog:
@@ -93,7 +119,8 @@ class Engine:
         status, type_, message = FAILURE_TYPES[kind]
         return ApiError(status, message, type_)
 
-    def new_sequence(self, request_id: str, prompt_tokens: list[str], max_tokens: int | None) -> Sequence:
+    def new_sequence(self, request_id: str, prompt_tokens: list[str], max_tokens: int | None,
+                     stop: list[str] | None = None, seed: int | None = None) -> Sequence:
         """Apply vLLM's length rules: explicit max_tokens must fit, the default is clipped to the context."""
         limit, prompt_len = self.config.max_model_len, len(prompt_tokens)
         if max_tokens is not None and prompt_len + max_tokens > limit:
@@ -112,7 +139,12 @@ class Engine:
             reason = "stop" if count == self.config.output_tokens else "length"
         if self.request_log is not None:
             self.request_log.record(request_id)
-        return Sequence(request_id, prompt_tokens, filler_tokens(self.rng, count), reason)
+        # a seed makes the text reproducible, as vLLM's per-request generator does; timing stays on the shared rng
+        rng = self.rng if seed is None else random.Random(seed)
+        seq = Sequence(request_id, prompt_tokens, filler_tokens(rng, count), reason)
+        if stop:
+            cut_at_stop(seq, stop)
+        return seq
 
     def check_capacity(self) -> None:
         """Reject before any response header is sent when the bounded waiting queue is full."""

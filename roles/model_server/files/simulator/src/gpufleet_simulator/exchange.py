@@ -13,6 +13,8 @@ from .errors import ApiError
 MAX_BODY_BYTES = 16 * 1024 * 1024
 JSON = b"application/json"
 SSE = b"text/event-stream; charset=utf-8"
+# vLLM answers a body FastAPI cannot parse from its validation_exception_handler: type is the status phrase
+BODY_INVALID = "Bad Request"
 
 
 class ClientGone(Exception):
@@ -47,9 +49,9 @@ class Exchange:
         try:
             body = json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"Invalid JSON body: {exc}.") from None
+            raise ApiError(400, f"Invalid JSON body: {exc}.", BODY_INVALID) from None
         if not isinstance(body, dict):
-            raise ApiError(400, "The JSON body must be an object.")
+            raise ApiError(400, "The JSON body must be an object.", BODY_INVALID)
         return body
 
     async def start(self, status: int, content_type: bytes, extra: list[tuple[bytes, bytes]] | None = None,

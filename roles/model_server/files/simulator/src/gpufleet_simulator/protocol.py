@@ -9,6 +9,7 @@ from typing import Any
 
 from .engine import Sequence
 from .errors import ApiError
+from .sampling import parse_fields, reject_unsupported, stop_strings, verify
 from .tokenizer import chat_prompt, tokenize
 
 DONE = b"data: [DONE]\n\n"
@@ -26,30 +27,26 @@ class GenerationRequest:
     max_tokens: int | None
     stream: bool
     include_usage: bool
-
-
-def _optional(body: dict, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ApiError(400, f"'{key}' has the wrong type.", param=key)
-    return value
+    stop: list[str]
+    seed: int | None
 
 
 def _common(body: dict, served_model: str, chat: bool, prompt_tokens: list[str]) -> GenerationRequest:
-    model = _optional(body, "model", str, served_model)
+    fields = parse_fields(body)
+    model = fields.model or served_model
     if model != served_model:
         raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
-    if _optional(body, "n", int, 1) != 1:
+    max_tokens = fields.max_tokens
+    if chat and fields.max_completion_tokens is not None:
+        max_tokens = fields.max_completion_tokens
+    verify(fields, max_tokens)
+    reject_unsupported(fields)
+    if fields.n not in (None, 1):
         raise ApiError(400, "Only n=1 is supported by the simulator.", param="n")
-    key = "max_completion_tokens" if chat and body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = _optional(body, key, int)
-    if max_tokens is not None and max_tokens < 1:
-        raise ApiError(400, f"'{key}' must be at least 1, got {max_tokens}.", param=key)
-    options = _optional(body, "stream_options", dict, {})
-    return GenerationRequest(chat, prompt_tokens, max_tokens, _optional(body, "stream", bool, False),
-                             bool(options.get("include_usage")))
+    # vLLM: include_usage = request.stream_options.include_usage if request.stream_options else False
+    include_usage = bool(fields.stream_options and fields.stream_options.include_usage)
+    return GenerationRequest(chat, prompt_tokens, max_tokens, bool(fields.stream), include_usage,
+                             stop_strings(fields), fields.seed)
 
 
 def parse_completion(body: dict, served_model: str) -> GenerationRequest:
@@ -102,12 +99,12 @@ class Responder:
         self._before = b"data: " + self._before
         self._after += b"\n\n"
 
-    def _chunk(self, text: str, finish_reason: str | None) -> dict:
+    def _chunk(self, text: str, finish_reason: str | None, stop_reason: str | None = None) -> dict:
         if self.chat:
             choice = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish_reason}
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        choice["stop_reason"] = None
+        choice["stop_reason"] = stop_reason
         return {**self.head, "choices": [choice]}
 
     def usage(self, seq: Sequence) -> dict:
@@ -120,9 +117,9 @@ class Responder:
         choice = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
         return b"data: " + dumps({**self.head, "choices": [choice]}) + b"\n\n"
 
-    def token_chunk(self, token: str, finish_reason: str | None = None) -> bytes:
+    def token_chunk(self, token: str, finish_reason: str | None = None, stop_reason: str | None = None) -> bytes:
         if finish_reason is not None:
-            return b"data: " + dumps(self._chunk(token, finish_reason)) + b"\n\n"
+            return b"data: " + dumps(self._chunk(token, finish_reason, stop_reason)) + b"\n\n"
         return self._before + json.dumps(token, ensure_ascii=False).encode() + self._after
 
     def usage_chunk(self, seq: Sequence) -> bytes:
@@ -131,10 +128,10 @@ class Responder:
     def full(self, text: str, seq: Sequence) -> bytes:
         if self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": []},
-                      "logprobs": None, "finish_reason": seq.finish_reason, "stop_reason": None}
+                      "logprobs": None, "finish_reason": seq.finish_reason, "stop_reason": seq.stop_reason}
             kind = "chat.completion"
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": seq.finish_reason,
-                      "stop_reason": None}
+                      "stop_reason": seq.stop_reason}
             kind = "text_completion"
         return dumps({**self.head, "object": kind, "choices": [choice], "usage": self.usage(seq)})

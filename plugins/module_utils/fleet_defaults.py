@@ -1,0 +1,32 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""The roles' own defaults for the variables of the fleet's contract.
+
+A value left at its role default binds a port just as much as one set in the inventory, so the
+contract check must know the defaults. They are read from roles/*/defaults/main.yml, once per
+process, rather than copied here, so that changing a role's default cannot leave the check behind.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import yaml
+
+# This file is plugins/module_utils/fleet_defaults.py of the collection; roles/ is beside plugins/.
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+
+CONTRACT_VARIABLES = {
+    "model_server": ("model_server_base_port", "model_server_tensor_parallel_size", "model_server_engine"),
+    "nginx_lb": ("nginx_lb_listen_port", "nginx_lb_status_port"),
+}
+
+
+@functools.cache
+def role_defaults(roles=ROLES):
+    """``{variable: default}`` for the contract's variables that a role gives a default."""
+    defaults = {}
+    for role, names in CONTRACT_VARIABLES.items():
+        values = yaml.safe_load((Path(roles) / role / "defaults" / "main.yml").read_text()) or {}
+        defaults.update({name: values[name] for name in names if name in values})
+    return defaults
