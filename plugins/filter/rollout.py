@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleFilterError
 from ansible_collections.gpufleet.llm.plugins.module_utils.rollout import (
     RolloutError,
     batch_size,
@@ -11,23 +10,14 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.rollout import (
     fleet_rollout_batches,
     in_flight,
 )
-
-
-def _raising_filter_errors(function):
-    def filter_(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except RolloutError as exc:
-            raise AnsibleFilterError(str(exc)) from exc
-    filter_.__name__ = function.__name__
-    return filter_
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.filter_errors import raising_filter_errors
 
 
 class FilterModule:
     def filters(self):
         return {
-            "rollout_batches": _raising_filter_errors(fleet_rollout_batches),
-            "rollout_batch_size": _raising_filter_errors(batch_size),
+            "rollout_batches": raising_filter_errors(fleet_rollout_batches, RolloutError),
+            "rollout_batch_size": raising_filter_errors(batch_size, RolloutError),
             "vllm_in_flight": in_flight,
             "rollout_endpoints": endpoints,
         }

@@ -31,6 +31,18 @@ def _render(tmp_path, sim_ports, **variants):
     return {name: path.read_text() for name, path in fixtures.render_lb_configs(tmp_path, gpu, lbs).items()}
 
 
+# Simulators that answer at once: these tests count where requests go, not how long they take.
+INSTANT = {"ttft_ms": 0, "itl_ms": 0, "prefill_ms_per_token": 0, "output_tokens": 1}
+
+
+def _render_one_lb(tmp_path, gpu_nodes, lb_port, **settings):
+    """One load balancer of region `here` on loopback at lb_port, with the role's template and these settings."""
+    return fixtures.render_lb_configs(tmp_path, gpu_nodes, {"lb": {"region": "here", "settings": {
+        "nginx_lb_listen_address": "127.0.0.1", "nginx_lb_listen_port": lb_port, "nginx_lb_status_port": free_port(),
+        "nginx_lb_pid_file": str(tmp_path / "lb.pid"), "nginx_lb_error_log": str(tmp_path / "error.log"),
+        "nginx_lb_access_log": str(tmp_path / "access.log"), **settings}}})
+
+
 def test_default_render_keeps_the_role_behaviour_and_affinity_adds_a_hash_upstream(tmp_path):
     confs = _render(tmp_path, [19001, 19002], default={},
                     affinity={"nginx_lb_session_affinity": True, "nginx_lb_session_header": "X-Conversation",
@@ -57,15 +69,8 @@ def test_affinity_mode_pins_a_session_and_balances_the_rest(tmp_path):
     gpu_nodes = {f"gpu-{index}": {"gpufleet_region": "here", "gpu_count": 1, "gpu_model": "sim",
                                   "gpufleet_address": "127.0.0.1", "model_server_base_port": port}
                  for index, port in enumerate(ports)}
-    confs = fixtures.render_lb_configs(
-        tmp_path, gpu_nodes,
-        {"lb": {"region": "here", "settings": {
-            "nginx_lb_session_affinity": True, "nginx_lb_listen_address": "127.0.0.1",
-            "nginx_lb_listen_port": lb_port, "nginx_lb_status_port": free_port(),
-            "nginx_lb_pid_file": str(tmp_path / "lb.pid"), "nginx_lb_error_log": str(tmp_path / "error.log"),
-            "nginx_lb_access_log": str(tmp_path / "access.log")}}})
-    settings = {"ttft_ms": 0, "itl_ms": 0, "prefill_ms_per_token": 0, "output_tokens": 1}
-    with fixtures.simulators(ports, tmp_path, settings), fixtures.nginx(confs["lb"], lb_port, tmp_path) as lb, \
+    confs = _render_one_lb(tmp_path, gpu_nodes, lb_port, nginx_lb_session_affinity=True)
+    with fixtures.simulators(ports, tmp_path, INSTANT), fixtures.nginx(confs["lb"], lb_port, tmp_path) as lb, \
             httpx.Client(base_url=lb.url, timeout=10) as client:
         def instance(session=None):
             headers = {"X-Session-ID": session} if session else {}
@@ -112,19 +117,12 @@ def test_a_drained_instance_gets_no_new_requests_and_a_drained_backup_stays_down
                  "gpu-there": {"gpufleet_region": "there", "gpu_count": 1, "gpu_model": "sim",
                                "gpufleet_address": "127.0.0.2", "model_server_base_port": 9000}}
     drained = [f"127.0.0.1:{ports[0]}", "127.0.0.2:9000"]
-    confs = fixtures.render_lb_configs(
-        tmp_path, gpu_nodes,
-        {"lb": {"region": "here", "settings": {
-            "nginx_lb_drained_instances": drained, "nginx_lb_listen_address": "127.0.0.1",
-            "nginx_lb_listen_port": lb_port, "nginx_lb_status_port": free_port(),
-            "nginx_lb_pid_file": str(tmp_path / "lb.pid"), "nginx_lb_error_log": str(tmp_path / "error.log"),
-            "nginx_lb_access_log": str(tmp_path / "access.log")}}})
+    confs = _render_one_lb(tmp_path, gpu_nodes, lb_port, nginx_lb_drained_instances=drained)
     conf = confs["lb"].read_text()
     assert f"server 127.0.0.1:{ports[0]} max_fails=3 fail_timeout=10s down;" in conf
     assert "server 127.0.0.2:9000 max_fails=3 fail_timeout=10s backup down;" in conf
     assert f"server 127.0.0.1:{ports[1]} max_fails=3 fail_timeout=10s;" in conf
-    settings = {"ttft_ms": 0, "itl_ms": 0, "prefill_ms_per_token": 0, "output_tokens": 1}
-    with fixtures.simulators(ports, tmp_path, settings), fixtures.nginx(confs["lb"], lb_port, tmp_path) as lb, \
+    with fixtures.simulators(ports, tmp_path, INSTANT), fixtures.nginx(confs["lb"], lb_port, tmp_path) as lb, \
             httpx.Client(base_url=lb.url, timeout=10) as client:
         served = Counter()
         for _ in range(20):
