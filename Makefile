@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane docs clean
+.PHONY: help venv host-packages lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane bench-rollout docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -85,6 +85,10 @@ bench: venv
 # site.yml on the lab with the collection's ansible.cfg against Ansible's defaults; recreates the lab.
 bench-control-plane: venv
 	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/control_plane.py --out .cache/bench
+
+# A change that restarts every model server under streaming load: the rollout against all at once; needs make lab.
+bench-rollout: venv
+	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/rollout.py --out .cache/bench --img docs/img
 
 # The role pages in docs/roles/ are generated from each role's meta/argument_specs.yml.
 docs: venv
