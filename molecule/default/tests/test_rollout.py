@@ -185,3 +185,34 @@ def test_retiring_a_node_under_load_drains_it_first_and_it_can_come_back(fleet, 
     back = run_playbook("playbooks/site.yml")
     assert back.returncode == 0, back.stdout[-4000:]
     assert all(lab_host(host).service(f"model-server@{port}").is_running for port in ports)
+
+
+def test_a_change_that_breaks_instances_stops_after_the_first_batch_and_the_fleet_keeps_serving(fleet, lab_host):
+    before = _start_times(fleet, lab_host)
+    first = fleet.hostvars[fleet.groups["gpu_nodes"][0]]
+    broken = json.dumps({"model_server_simulator_settings": dict(first["model_server_simulator_settings"],
+                                                                 ttft_ms="banana"),
+                         "model_server_startup_timeout": 16})
+    with Load(fleet) as load:
+        time.sleep(2)
+        result = run_playbook("playbooks/site.yml", "-e", broken)
+        time.sleep(2)
+    print(f"broken change under load: {dict(load.outcomes)}")
+    assert result.returncode != 0
+    assert "rollout stopped at batch 1" in result.stdout and "did not become ready" in result.stdout, \
+        result.stdout[-4000:]
+    assert load.failures == [] and load.outcomes["ok"] > 20, load.failures[:10]
+    after = _start_times(fleet, lab_host)
+    restarted = sorted(key for key in before if after[key] != before[key])
+    # One instance per region was tried; every other instance still runs its old process.
+    assert len(restarted) == len(fleet.regions), restarted
+    assert sorted(server["region"] for server in fleet.servers
+                  if (server["host"], server["port"]) in restarted) == fleet.regions
+    for host, port in restarted:
+        assert f"{host} model-server@{port}" in result.stdout
+
+    repaired = run_playbook("playbooks/site.yml")
+    assert repaired.returncode == 0, repaired.stdout[-4000:]
+    with httpx.Client() as client:
+        for server in fleet.servers:
+            assert client.get(f"{fleet.server_url(server)}/v1/models", timeout=5).status_code == 200
