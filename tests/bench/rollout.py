@@ -24,6 +24,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lab_stream import stream_chat
+
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "lab"
 BIN = Path(sys.executable).parent
@@ -75,31 +78,12 @@ class Recorder:
         self.threads.append(threading.Thread(target=self._sample, daemon=True))
 
     def _stream(self, lb: str) -> None:
-        body = {"model": "simulated-llm", "stream": True, "max_tokens": 16,
-                "messages": [{"role": "user", "content": "Tell me about rolling restarts."}]}
         deadline = self.t0 + ARM_TIMEOUT_S + STEADY_S * 2
         with httpx.Client(timeout=60) as client:
             while not self.stop.is_set() and time.monotonic() < deadline and len(self.requests) < REQUESTS_MAX:
-                ok, ttft = self._one(client, lb, body)
-                if ok is None:  # an idle keepalive connection closed by a reload: sent again, as clients do
-                    ok, ttft = self._one(client, lb, body)
+                outcome = stream_chat(client, self.fleet.lb_url(lb))
                 with self.lock:
-                    self.requests.append((time.monotonic() - self.t0, bool(ok), ttft))
-
-    def _one(self, client, lb, body):
-        started, ttft, lines = time.monotonic(), None, []
-        try:
-            with client.stream("POST", f"{self.fleet.lb_url(lb)}/v1/chat/completions", json=body) as r:
-                for line in r.iter_lines():
-                    if line and ttft is None and '"content"' in line:
-                        ttft = time.monotonic() - started
-                    if line:
-                        lines.append(line)
-        except httpx.RemoteProtocolError as exc:
-            return (None, None) if "without sending a response" in str(exc) else (False, None)
-        except httpx.HTTPError:
-            return False, None
-        return r.status_code == 200 and bool(lines) and lines[-1] == "data: [DONE]", ttft
+                    self.requests.append((time.monotonic() - self.t0, outcome.ok, outcome.ttft_s))
 
     def _sample(self) -> None:
         with httpx.Client(timeout=2) as client:

@@ -13,6 +13,7 @@ from collections import Counter
 import httpx
 import pytest
 from conftest import run_playbook
+from lab_stream import stream_chat
 
 LOAD_SECONDS_MAX = 420
 STREAMS_PER_REGION = 3
@@ -51,40 +52,18 @@ class Load:
         self.deadline = time.monotonic() + LOAD_SECONDS_MAX
 
     def _stream(self, region: str) -> None:
-        body = {"model": "simulated-llm", "stream": True, "max_tokens": 16,
-                "messages": [{"role": "user", "content": "Tell me about rolling restarts."}]}
         with httpx.Client(timeout=60) as client:
             while not self.stop.is_set() and time.monotonic() < self.deadline:
                 with self.lock:
                     if sum(self.outcomes.values()) >= REQUESTS_MAX:
                         return
-                what = self._one(client, region, body)
-                if what == "closed before a response":
-                    # NGINX's old workers close idle keepalive connections at a graceful reload; a request sent on
-                    # one at that instant gets no byte back and reached no model server. HTTP clients (the openai
-                    # client's retries among them) send it again on a new connection; so does this one, once.
-                    with self.lock:
-                        self.outcomes["resent after a reload closed its idle connection"] += 1
-                    what = self._one(client, region, body)
+                outcome = stream_chat(client, self.fleet.lb_url(region))
                 with self.lock:
-                    self.outcomes["ok" if what == "ok" else "failed"] += 1
-                    if what != "ok":
-                        self.failures.append(f"{region}: {what}")
-
-    def _one(self, client: httpx.Client, region: str, body: dict) -> str:
-        lines: list[str] = []
-        try:
-            with client.stream("POST", f"{self.fleet.lb_url(region)}/v1/chat/completions", json=body) as r:
-                lines = [line for line in r.iter_lines() if line]
-        except httpx.RemoteProtocolError as exc:
-            if "without sending a response" in str(exc):
-                return "closed before a response"
-            return f"cut mid-stream after {len(lines)} events: {exc}"
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
-        if r.status_code == 200 and lines and lines[-1] == "data: [DONE]":
-            return "ok"
-        return f"{r.status_code} {lines[-1:] if lines else 'no body'}"
+                    if outcome.resent:
+                        self.outcomes["resent after a reload closed its idle connection"] += 1
+                    self.outcomes["ok" if outcome.ok else "failed"] += 1
+                    if not outcome.ok:
+                        self.failures.append(f"{region}: {outcome.what}")
 
     def __enter__(self):
         for thread in self.threads:
