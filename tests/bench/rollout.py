@@ -18,14 +18,13 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lab_stream import stream_chat
+from lab_traffic import Background, answers_models, stream_chat
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "lab"
@@ -64,59 +63,42 @@ class Fleet:
         return dict(self.hostvars[self.gpu_nodes[0]]["model_server_simulator_settings"], startup_delay_s=load_s)
 
 
-class Recorder:
+class Recorder(Background):
     """Streams through every load balancer, and every 0.5 s how many instances answer /v1/models."""
 
     def __init__(self, fleet: Fleet):
-        self.fleet, self.stop = fleet, threading.Event()
+        super().__init__()
+        self.fleet = fleet
         self.t0 = time.monotonic()
+        self.deadline = self.t0 + ARM_TIMEOUT_S + STEADY_S * 2
         self.requests: list[tuple[float, bool, float | None]] = []  # (end time, ok, ttft)
         self.ready: list[tuple[float, int]] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._stream, args=(lb,), daemon=True)
-                        for lb in fleet.lbs for _ in range(STREAMS_PER_REGION)]
-        self.threads.append(threading.Thread(target=self._sample, daemon=True))
+        for lb in fleet.lbs:
+            for _ in range(STREAMS_PER_REGION):
+                self.run(self._stream, lb)
+        self.run(self._sample)
 
     def _stream(self, lb: str) -> None:
-        deadline = self.t0 + ARM_TIMEOUT_S + STEADY_S * 2
         with httpx.Client(timeout=60) as client:
-            while not self.stop.is_set() and time.monotonic() < deadline and len(self.requests) < REQUESTS_MAX:
+            while not self.stop.is_set() and time.monotonic() < self.deadline and len(self.requests) < REQUESTS_MAX:
                 outcome = stream_chat(client, self.fleet.lb_url(lb))
                 with self.lock:
                     self.requests.append((time.monotonic() - self.t0, outcome.ok, outcome.ttft_s))
 
     def _sample(self) -> None:
         with httpx.Client(timeout=2) as client:
-            while not self.stop.is_set() and time.monotonic() < self.t0 + ARM_TIMEOUT_S + STEADY_S * 2:
-                ready = 0
-                for server in self.fleet.servers:
-                    try:
-                        ready += client.get(f"{self.fleet.server_url(server)}/v1/models").status_code == 200
-                    except httpx.HTTPError:
-                        pass
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                ready = sum(answers_models(client, self.fleet.server_url(s)) for s in self.fleet.servers)
                 self.ready.append((time.monotonic() - self.t0, ready))
                 time.sleep(0.5)
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=90)
 
 
 def _all_ready(fleet: Fleet, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
-            try:
-                if all(client.get(f"{fleet.server_url(s)}/v1/models").status_code == 200 for s in fleet.servers):
-                    return
-            except httpx.HTTPError:
-                pass
+            if all(answers_models(client, fleet.server_url(s)) for s in fleet.servers):
+                return
             time.sleep(0.5)
     raise RuntimeError("instances not ready after the change")
 

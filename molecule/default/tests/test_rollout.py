@@ -6,14 +6,13 @@ Runs last (file order): it leaves the fleet on a changed simulator setting, whic
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 
 import httpx
 import pytest
 from conftest import run_playbook
-from lab_stream import stream_chat
+from lab_traffic import Background, answers_models, stream_chat
 
 LOAD_SECONDS_MAX = 420
 STREAMS_PER_REGION = 3
@@ -39,17 +38,18 @@ def _start_times(fleet, lab_host) -> dict[tuple[str, int], str]:
     return times
 
 
-class Load:
+class Load(Background):
     """Streamed chats through each region's load balancer until stopped (bounded in count and time)."""
 
     def __init__(self, fleet):
-        self.fleet, self.stop = fleet, threading.Event()
+        super().__init__()
+        self.fleet = fleet
         self.outcomes: Counter = Counter()
         self.failures: list[str] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._stream, args=(region,), daemon=True)
-                        for region in fleet.regions for _ in range(STREAMS_PER_REGION)]
         self.deadline = time.monotonic() + LOAD_SECONDS_MAX
+        for region in fleet.regions:
+            for _ in range(STREAMS_PER_REGION):
+                self.run(self._stream, region)
 
     def _stream(self, region: str) -> None:
         with httpx.Client(timeout=60) as client:
@@ -65,48 +65,27 @@ class Load:
                     if not outcome.ok:
                         self.failures.append(f"{region}: {outcome.what}")
 
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=90)
-
-
-class ReadySampler:
+class ReadySampler(Background):
     """Every 0.5 s, how many instances of each region answer /v1/models."""
 
     def __init__(self, fleet):
-        self.fleet, self.stop = fleet, threading.Event()
+        super().__init__()
+        self.fleet = fleet
         self.minimum = {region: len(fleet.servers_of(region)) for region in fleet.regions}
         self.samples = 0
-        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.run(self._sample)
 
     def _sample(self) -> None:
         with httpx.Client(timeout=2) as client:
             deadline = time.monotonic() + LOAD_SECONDS_MAX
             while not self.stop.is_set() and time.monotonic() < deadline:
                 for region in self.fleet.regions:
-                    ready = 0
-                    for server in self.fleet.servers_of(region):
-                        try:
-                            ready += client.get(f"{self.fleet.server_url(server)}/v1/models").status_code == 200
-                        except httpx.HTTPError:
-                            pass
+                    ready = sum(answers_models(client, self.fleet.server_url(server))
+                                for server in self.fleet.servers_of(region))
                     self.minimum[region] = min(self.minimum[region], ready)
                 self.samples += 1
                 time.sleep(0.5)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
-"""One streamed chat completion through a lab load balancer, as the day-2 tests and the rollout benchmark send it."""
+"""Traffic for the lab's day-2 tests and the rollout benchmark: streamed chats through a load balancer, the
+readiness of an instance, and threads that run them in the background until stopped."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -55,3 +57,33 @@ def stream_chat(client: httpx.Client, url: str) -> Outcome:
         return Outcome(what, ttft, resent=False)
     what, ttft = _once(client, url)
     return Outcome(what, ttft, resent=True)
+
+
+def answers_models(client: httpx.Client, url: str) -> bool:
+    """Whether the model server at ``url`` is ready: its /v1/models answers 200 (503 while its model loads)."""
+    try:
+        return client.get(f"{url}/v1/models").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Background:
+    """Threads that run until the ``with`` block ends; each loop checks ``self.stop`` and bounds itself in time."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def run(self, target, *args) -> None:
+        self.threads.append(threading.Thread(target=target, args=args, daemon=True))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=90)
