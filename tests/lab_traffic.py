@@ -3,15 +3,46 @@ readiness of an instance, and threads that run them in the background until stop
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 BODY = {"model": "simulated-llm", "stream": True, "max_tokens": 16,
         "messages": [{"role": "user", "content": "Tell me about rolling restarts."}]}
 CLOSED_BEFORE_A_RESPONSE = "closed before a response"
+ADMIN_KEY = "lab-admin"
+
+
+def lab_key(hostvars: dict, name: str = ADMIN_KEY) -> str:
+    """The lab's API key ``name``, from the file the lab role made (inventories/lab: lab_api_key_dir)."""
+    return (Path(hostvars["lab_api_key_dir"]).expanduser() / name).read_text().strip()
+
+
+def lab_tls(hostvars: dict) -> ssl.SSLContext:
+    """TLS that trusts the lab's fleet CA (a load balancer's nginx_lb_tls_fleet_ca_dir) and nothing else."""
+    return ssl.create_default_context(cafile=str(Path(hostvars["nginx_lb_tls_fleet_ca_dir"]).expanduser() / "ca.crt"))
+
+
+def lab_client(hostvars: dict, key: str | None = ADMIN_KEY, **kwargs) -> httpx.Client:
+    """A client of the lab's load balancers as a customer has one: the fleet CA trusted, the key ``key`` sent.
+
+    ``hostvars``: a load balancer's variables as ansible-inventory lists them.
+    """
+    headers = {"Authorization": f"Bearer {lab_key(hostvars, key)}"} if key else {}
+    return httpx.Client(verify=lab_tls(hostvars), headers=headers, **kwargs)
+
+
+def published_url(hostvars: dict, container_port: int, scheme: str) -> str:
+    """SCHEME://ADDRESS:HOST_PORT where the lab publishes the host's container_port on this machine."""
+    for entry in hostvars.get("lab_publish", []):
+        address, host_port, port = entry.rsplit(":", 2)
+        if int(port) == int(container_port):
+            return f"{scheme}://{address}:{host_port}"
+    raise LookupError(f"the host publishes no port {container_port} (lab_publish)")
 
 
 @dataclass
@@ -25,10 +56,10 @@ class Outcome:
         return self.what == "ok"
 
 
-def _once(client: httpx.Client, url: str) -> tuple[str, float | None]:
+def _once(client: httpx.Client, url: str, model: str) -> tuple[str, float | None]:
     started, ttft, lines = time.monotonic(), None, []
     try:
-        with client.stream("POST", f"{url}/v1/chat/completions", json=BODY) as response:
+        with client.stream("POST", f"{url}/v1/chat/completions", json=dict(BODY, model=model)) as response:
             for line in response.iter_lines():
                 if line:
                     if ttft is None and '"content"' in line:
@@ -45,17 +76,17 @@ def _once(client: httpx.Client, url: str) -> tuple[str, float | None]:
     return f"{response.status_code} {lines[-1:] if lines else 'no body'}", None
 
 
-def stream_chat(client: httpx.Client, url: str) -> Outcome:
+def stream_chat(client: httpx.Client, url: str, model: str = BODY["model"]) -> Outcome:
     """A streamed chat that must end in `data: [DONE]`.
 
     NGINX's old workers close idle keepalive connections at a graceful reload; a request sent on one at that
     instant gets no byte back and reached no model server. HTTP clients (the openai client's retries among them)
     send it again on a new connection; so does this, once, and says so.
     """
-    what, ttft = _once(client, url)
+    what, ttft = _once(client, url, model)
     if what != CLOSED_BEFORE_A_RESPONSE:
         return Outcome(what, ttft, resent=False)
-    what, ttft = _once(client, url)
+    what, ttft = _once(client, url, model)
     return Outcome(what, ttft, resent=True)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import validate_fleet
+from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gateway import validate_gateway
 
 
 class ActionModule(ActionBase):
@@ -17,7 +19,8 @@ class ActionModule(ActionBase):
         hosts = self._task.args.get("hosts")
         if isinstance(hosts, str):
             hosts = [hosts]
-        errors = validate_fleet(task_vars["hostvars"], task_vars["groups"], hosts)
+        hostvars, groups, defaults = task_vars["hostvars"], task_vars["groups"], role_defaults()
+        errors = validate_fleet(hostvars, groups, hosts, defaults) + validate_gateway(hostvars, groups, defaults, hosts)
         result["changed"] = False
         result["problems"] = errors
         if errors:

@@ -8,6 +8,7 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (
     fleet_model_servers,
     host_address,
     model_server_instances,
+    served_model,
 )
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.filter_errors import raising_filter_errors
 
@@ -18,4 +19,5 @@ class FilterModule:
             "model_server_instances": model_server_instances,
             "fleet_model_servers": fleet_model_servers,
             "fleet_host_address": host_address,
+            "fleet_served_model": lambda hostvars, host: served_model(hostvars[host]),
         }.items()}

@@ -8,12 +8,19 @@ all need, so that they can never disagree about a port.
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
 from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import type_name
 
 # Keep in step with roles/model_server/defaults/main.yml (tests/unit check it).
 DEFAULT_BASE_PORT = 8000
 DEFAULT_TENSOR_PARALLEL_SIZE = 1
+# What the simulator serves when the inventory names no model; vLLM serves its model_server_vllm_model.
+DEFAULT_SIMULATOR_MODEL = "simulated-llm"
+# A model name the load balancers can route on: it is a key of NGINX maps and a JSON string in their
+# /v1/models answer, so no spaces, quotes or backslashes (Hugging Face ids such as Qwen/Qwen2.5-7B fit).
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,255}")
 
 
 class FleetLayoutError(ValueError):
@@ -28,6 +35,7 @@ CONTRACT_INTEGERS = {
     "model_server_tensor_parallel_size": (1, None),
     "model_server_base_port": (1024, 65535),
     "nginx_lb_listen_port": (1, 65535),
+    "nginx_lb_plain_http_port": (1, 65535),
     "nginx_lb_status_port": (1, 65535),
 }
 
@@ -88,29 +96,59 @@ def host_address(hostvars, host):
     return hv.get("gpufleet_address") or hv.get("ansible_host") or host
 
 
+def _defaults(defaults):
+    if defaults is None:
+        from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
+        defaults = role_defaults()
+    return defaults
+
+
+def served_model(hv, defaults=None):
+    """The model a GPU node serves: the name clients put in a request's ``model`` field.
+
+    The inventory's ``gpufleet_model``; without it, the vLLM model id (vLLM's own default name) or the
+    simulator's default. The model_server role, the load balancers' routing and the contract check all
+    ask here, so that a node is always routed the name it serves.
+    """
+    model = hv.get("gpufleet_model")
+    if model:
+        return model
+    defaults = _defaults(defaults)
+    if _value(hv, "model_server_engine", defaults) == "vllm":
+        return _value(hv, "model_server_vllm_model", defaults)
+    return DEFAULT_SIMULATOR_MODEL
+
+
+def fleet_models(hostvars, hosts):
+    """The models ``hosts`` serve, sorted, each once (retired nodes serve nothing)."""
+    return sorted({server["model"] for server in fleet_model_servers(hostvars, hosts)})
+
+
 def fleet_model_servers(hostvars, hosts):
-    """Every model server instance of ``hosts``, with host, address, region and port.
+    """Every model server instance of ``hosts``, with host, address, region, model and port.
 
     A retired node (``gpufleet_retired: true``) serves nothing: the load balancers and Prometheus drop it,
     and its own instances are drained and stopped by the rollout.
     """
     servers = []
+    defaults = _defaults(None)
     for host in hosts:
         hv = hostvars[host]
         if str(hv.get("gpufleet_retired", False)).lower() in {"true", "yes", "1"}:
             continue
+        model = served_model(hv, defaults)
         for instance in model_server_instances(
                 hv.get("gpu_count"),
                 hv.get("model_server_tensor_parallel_size", DEFAULT_TENSOR_PARALLEL_SIZE),
                 hv.get("model_server_base_port", DEFAULT_BASE_PORT)):
             servers.append(dict(instance, host=host, address=host_address(hostvars, host),
-                                region=hv.get("gpufleet_region")))
+                                region=hv.get("gpufleet_region"), model=model))
     return servers
 
 
 ENGINES = ("vllm", "simulator")
 GPU_NODE_INTEGERS = ("gpu_count", "model_server_tensor_parallel_size", "model_server_base_port")
-LOAD_BALANCER_PORTS = ("nginx_lb_listen_port", "nginx_lb_status_port")
+LOAD_BALANCER_PORTS = ("nginx_lb_listen_port", "nginx_lb_plain_http_port", "nginx_lb_status_port")
 
 
 def _value(hv, name, defaults):
@@ -164,6 +202,10 @@ def _check_gpu_node(host, hv, defaults):
         errors.append(f"{host}: gpu_count is not set (every host in gpu_nodes needs it)")
     if not isinstance(hv.get("gpu_model"), str) or not hv.get("gpu_model", "").strip():
         errors.append(f"{host}: gpu_model must be a non-empty string, got {hv.get('gpu_model')!r}")
+    model = served_model(hv, defaults)
+    if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
+        errors.append(f"{host}: gpufleet_model must be a model name of letters, digits and . _ : / @ + - "
+                      f"(the load balancers route on it), got {model!r}")
     engine = _value(hv, "model_server_engine", defaults)
     if engine is not None and engine not in ENGINES:
         errors.append(f"{host}: model_server_engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -250,9 +292,7 @@ def validate_fleet(hostvars, groups, hosts=None, defaults=None):
     ``hosts`` (a role's preflight): only those hosts' own values, in time of those hosts alone.
     ``defaults`` are the roles' defaults (fleet_defaults.role_defaults(), read when not given).
     """
-    if defaults is None:
-        from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
-        defaults = role_defaults()
+    defaults = _defaults(defaults)
     if hosts is not None:
         return [error for host in hosts
                 for error in validate_host(host, hostvars[host], _own_groups(hostvars[host], groups), defaults)]

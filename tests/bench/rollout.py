@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lab_traffic import Background, answers_models, stream_chat
+from lab_traffic import Background, answers_models, lab_client, published_url, stream_chat
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "lab"
@@ -53,8 +53,7 @@ class Fleet:
         self.servers = fleet_model_servers(self.hostvars, self.gpu_nodes)
 
     def lb_url(self, lb: str) -> str:
-        address, port, _ = self.hostvars[lb]["lab_publish"][0].split(":")
-        return f"http://{address}:{port}"
+        return published_url(self.hostvars[lb], 443, "https")
 
     def server_url(self, server: dict) -> str:
         return f"http://{self.hostvars[server['host']]['ansible_host']}:{server['port']}"
@@ -79,7 +78,7 @@ class Recorder(Background):
         self.run(self._sample)
 
     def _stream(self, lb: str) -> None:
-        with httpx.Client(timeout=60) as client:
+        with lab_client(self.fleet.hostvars[lb], timeout=60) as client:
             while not self.stop.is_set() and time.monotonic() < self.deadline and len(self.requests) < REQUESTS_MAX:
                 outcome = stream_chat(client, self.fleet.lb_url(lb))
                 with self.lock:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers  # noqa: E402
 from inventory_listing import group_hosts  # noqa: E402
+from lab_traffic import ADMIN_KEY, lab_client, published_url  # noqa: E402
 
 
 class Fleet:
@@ -38,11 +39,19 @@ class Fleet:
         return next(h for h in self.groups["load_balancers"] if self.region_of(h) == region)
 
     def lb_url(self, region: str) -> str:
-        address, port, _ = self.hostvars[self.load_balancer(region)]["lab_publish"][0].split(":")
-        return f"http://{address}:{port}"
+        """The region's load balancer as clients reach it: HTTPS on its published 443."""
+        return published_url(self.hostvars[self.load_balancer(region)], 443, "https")
 
-    def servers_of(self, region: str) -> list[dict]:
-        return [s for s in self.servers if s["region"] == region]
+    def client(self, key: str | None = ADMIN_KEY, **kwargs) -> httpx.Client:
+        """A client of the load balancers: the lab's fleet CA trusted, API key ``key`` (None: no key) sent."""
+        return lab_client(self.hostvars[self.groups["load_balancers"][0]], key, **kwargs)
+
+    def servers_of(self, region: str, model: str | None = None) -> list[dict]:
+        return [s for s in self.servers if s["region"] == region and model in (None, s["model"])]
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({s["model"] for s in self.servers})
 
     def server_url(self, server: dict) -> str:
         """Model servers are reached from the controller at their host's lab address."""
@@ -68,8 +77,12 @@ def lab_host():
     return lambda name: testinfra.get_host(f"podman://{name}")
 
 
-def chat(client: httpx.Client, url: str, *, stream: bool = False, max_tokens: int = 8, **extra) -> httpx.Response:
-    body = {"model": "simulated-llm", "stream": stream, "max_tokens": max_tokens,
+MODEL_A = "simulated-llm"
+
+
+def chat(client: httpx.Client, url: str, *, stream: bool = False, max_tokens: int = 8, model: str = MODEL_A,
+         **extra) -> httpx.Response:
+    body = {"model": model, "stream": stream, "max_tokens": max_tokens,
             "messages": [{"role": "user", "content": "Say something about load balancers."}], **extra}
     return client.post(f"{url}/v1/chat/completions", json=body, timeout=60)
 

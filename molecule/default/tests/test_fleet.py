@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 
 import httpx
 import pytest
-from conftest import chat, run_playbook, wait_until
+from conftest import MODEL_A, chat, run_playbook, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 CHAT_HANDLER = "/v1/chat/completions"
@@ -73,7 +72,8 @@ def test_a_streamed_chat_arrives_through_each_region_as_chunks_over_time(fleet, 
     start = time.monotonic()
     body = {"model": "simulated-llm", "stream": True, "max_tokens": 24,
             "messages": [{"role": "user", "content": "Stream me a story."}]}
-    with httpx.stream("POST", f"{fleet.lb_url(region)}/v1/chat/completions", json=body, timeout=60) as response:
+    with fleet.client(timeout=60) as client, \
+            client.stream("POST", f"{fleet.lb_url(region)}/v1/chat/completions", json=body) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         served_by = response.headers["x-gpufleet-instance"]
@@ -88,43 +88,48 @@ def test_a_streamed_chat_arrives_through_each_region_as_chunks_over_time(fleet, 
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     # Tokens arrive as they are generated (inter-token latency 15 ms in the lab), not in one buffered burst.
     assert arrivals[-1] - arrivals[1] > 0.2, arrivals
-    assert served_by.split(":")[0] in {s["host"] for s in fleet.servers_of(region)}
+    assert served_by.split(":")[0] in {s["host"] for s in fleet.servers_of(region, "simulated-llm")}
 
 
-def test_requests_through_a_load_balancer_reach_every_instance_of_its_region(fleet):
+@pytest.mark.parametrize("model", ["simulated-llm", "simulated-llm-small"])
+def test_requests_for_a_model_reach_every_instance_of_that_model_in_the_region_and_no_other(fleet, model):
     region = "us-east"
     servers = fleet.servers_of(region)
     before = {(s["host"], s["port"]): served_chats(fleet, s) for s in servers}
-    served = Counter()
-    with httpx.Client() as client:
+    with fleet.client() as client:
         for _ in range(40):
-            response = chat(client, fleet.lb_url(region))
+            response = chat(client, fleet.lb_url(region), model=model)
             assert response.status_code == 200, response.text
-            served[response.headers["x-gpufleet-instance"]] += 1
-    after = {(s["host"], s["port"]): served_chats(fleet, s) for s in servers}
-    deltas = {key: after[key] - before[key] for key in before}
-    assert all(delta >= 1 for delta in deltas.values()), deltas
+            assert response.json()["model"] == model
+    # Counted by each instance's own metrics, not by anything the load balancer says.
+    deltas = {(s["host"], s["port"], s["model"]): served_chats(fleet, s) - before[(s["host"], s["port"])]
+              for s in servers}
+    assert all(delta >= 1 for (_, _, served), delta in deltas.items() if served == model), deltas
+    assert all(delta == 0 for (_, _, served), delta in deltas.items() if served != model), deltas
     assert sum(deltas.values()) == 40, deltas
-    assert len(served) == len(servers), served
 
 
 def test_requests_succeed_with_one_instance_stopped(fleet, stopped):
     region = "us-east"
-    victim = fleet.servers_of(region)[0]
+    victim = fleet.servers_of(region, MODEL_A)[0]
     stopped([victim])
-    with httpx.Client() as client:
+    with fleet.client() as client:
         responses = [chat(client, fleet.lb_url(region)) for _ in range(20)]
     assert [r.status_code for r in responses] == [200] * 20
     assert f"{victim['host']}:{victim['port']}" not in {r.headers["x-gpufleet-instance"] for r in responses}
 
 
-def test_a_region_with_every_model_server_down_is_served_by_the_other_region(fleet, stopped):
-    stopped(fleet.servers_of("us-east"))
-    other_region_hosts = {s["host"] for s in fleet.servers_of("eu-west")}
-    with httpx.Client() as client:
+def test_a_model_with_every_instance_of_a_region_down_is_served_by_the_other_region(fleet, stopped):
+    stopped(fleet.servers_of("us-east", MODEL_A))
+    other_region_hosts = {s["host"] for s in fleet.servers_of("eu-west", MODEL_A)}
+    with fleet.client() as client:
         responses = [chat(client, fleet.lb_url("us-east")) for _ in range(10)]
+        small = chat(client, fleet.lb_url("us-east"), model="simulated-llm-small")
     assert [r.status_code for r in responses] == [200] * 10
     assert {r.headers["x-gpufleet-instance"].split(":")[0] for r in responses} <= other_region_hosts
+    # The other model of the region is untouched and still served at home.
+    assert small.status_code == 200
+    assert small.headers["x-gpufleet-instance"].split(":")[0] in {s["host"] for s in fleet.servers_of("us-east")}
 
 
 def test_a_broken_nginx_config_fails_the_play_and_the_running_nginx_keeps_serving(fleet, lab_host):
@@ -139,7 +144,7 @@ def test_a_broken_nginx_config_fails_the_play_and_the_running_nginx_keeps_servin
     assert "PLAY RECAP" in result.stdout and "failed=1" in result.stdout
     assert lab_host(lb).file("/etc/nginx/nginx.conf").sha256sum == checksum_before
     assert lab_host(lb).service("nginx").is_running
-    with httpx.Client() as client:
+    with fleet.client() as client:
         assert chat(client, fleet.lb_url("us-east")).status_code == 200
 
 
@@ -154,9 +159,11 @@ def test_check_mode_on_the_converged_fleet_reports_no_change():
 
 def test_the_load_balancer_answers_its_own_health_and_keeps_stub_status_local(fleet, lab_host):
     for region in fleet.regions:
-        assert httpx.get(f"{fleet.lb_url(region)}/health", timeout=5).text == "ok\n"
-        # From outside, /stub_status is just another path proxied to the model servers.
-        assert "Active connections" not in httpx.get(f"{fleet.lb_url(region)}/stub_status", timeout=5).text
+        with fleet.client(key=None, timeout=5) as client:
+            assert client.get(f"{fleet.lb_url(region)}/health").text == "ok\n"
+            # From outside, /stub_status is a path the gateway does not serve.
+            outside = client.get(f"{fleet.lb_url(region)}/stub_status")
+            assert outside.status_code == 404 and "Active connections" not in outside.text
         local = lab_host(fleet.load_balancer(region)).run(
             "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:8081/stub_status').read().decode())\"")
         assert "Active connections" in local.stdout, local.stderr

@@ -34,6 +34,7 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (  # noq
     host_address,
 )
 from inventory_listing import group_hosts  # noqa: E402
+from lab_traffic import lab_client, published_url  # noqa: E402
 from monitoring_support import (  # noqa: E402
     DASHBOARDS,
     boolify,
@@ -157,10 +158,10 @@ def traffic(fleet):
     hostvars = fleet["hostvars"]
     statuses = {}
     for lb in fleet["load_balancers"]:
-        listen = hostvars[lb].get("nginx_lb_listen_port", 80)
-        model = next((hostvars[g].get("model_server_served_model_name") for g in fleet["gpu_nodes"]
-                      if hostvars[g].get("model_server_served_model_name")), "default")
-        with httpx.Client(base_url=_published(hostvars, lb, listen), timeout=HTTP_TIMEOUT) as client:
+        model = next((hostvars[g].get("gpufleet_model") for g in fleet["gpu_nodes"]
+                      if hostvars[g].get("gpufleet_model")), "default")
+        with lab_client(hostvars[lb], base_url=published_url(hostvars[lb], 443, "https"),
+                        timeout=HTTP_TIMEOUT) as client:
             statuses[lb] = [client.post("/v1/chat/completions", json={
                 "model": model, "max_tokens": 16,
                 "messages": [{"role": "user", "content": f"verify request {n}"}]}).status_code

@@ -48,22 +48,22 @@ class Load(Background):
         self.failures: list[str] = []
         self.deadline = time.monotonic() + LOAD_SECONDS_MAX
         for region in fleet.regions:
-            for _ in range(STREAMS_PER_REGION):
-                self.run(self._stream, region)
+            for index in range(STREAMS_PER_REGION):
+                self.run(self._stream, region, fleet.models[index % len(fleet.models)])
 
-    def _stream(self, region: str) -> None:
-        with httpx.Client(timeout=60) as client:
+    def _stream(self, region: str, model: str) -> None:
+        with self.fleet.client(timeout=60) as client:
             while not self.stop.is_set() and time.monotonic() < self.deadline:
                 with self.lock:
                     if sum(self.outcomes.values()) >= REQUESTS_MAX:
                         return
-                outcome = stream_chat(client, self.fleet.lb_url(region))
+                outcome = stream_chat(client, self.fleet.lb_url(region), model)
                 with self.lock:
                     if outcome.resent:
                         self.outcomes["resent after a reload closed its idle connection"] += 1
                     self.outcomes["ok" if outcome.ok else "failed"] += 1
                     if not outcome.ok:
-                        self.failures.append(f"{region}: {outcome.what}")
+                        self.failures.append(f"{region} {model}: {outcome.what}")
 
 
 class ReadySampler(Background):
