@@ -42,7 +42,9 @@ function route(r) {
                      'invalid_request_error', 'model_not_found', 'model');
     }
     r.variables.gpufleet_model = model;
-    r.internalRedirect('@gpufleet_upstream');
+    // The pool's own location; with session affinity on, a request with the session header goes to the
+    // pool's consistent-hash twin ($gpufleet_affinity is "_affinity" then, and undefined without the mode).
+    r.internalRedirect('@' + r.variables.gpufleet_pool + (r.variables.gpufleet_affinity || ''));
 }
 
 // Response body filter: the token counts of a response that carries usage (every non-streamed one, a

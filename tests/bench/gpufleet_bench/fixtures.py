@@ -19,6 +19,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 SIMULATOR_SRC = REPO / "roles" / "model_server" / "files" / "simulator" / "src"
 RENDER_PLAYBOOK = REPO / "tests" / "bench" / "render_lb.yml"
+GATEWAY_JS_DIR = REPO / "roles" / "nginx_lb" / "files"
+# What a simulator serves unless told otherwise (the simulator's own default), so the gateway routes to it.
+SIMULATOR_MODEL = "simulated-llm"
 NAIVE_TEMPLATE = Path(__file__).with_name("naive_nginx.conf")
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 30.0
@@ -175,14 +178,19 @@ def render_lb_configs(workdir: Path, gpu_nodes: Mapping[str, Mapping], load_bala
     confs = {}
     for name, spec in load_balancers.items():
         settings_file = workdir / f"{name}.settings.yml"
-        settings_file.write_text(yaml.safe_dump(dict(spec["settings"])))
+        # The plain role config unless a comparison asks for the gateway's TLS and keys; the gateway's
+        # JavaScript from this checkout, its usage log beside the others.
+        settings = {"nginx_lb_tls": False, "nginx_lb_auth": False, "nginx_lb_js_dir": str(GATEWAY_JS_DIR),
+                    "nginx_lb_usage_log": str(workdir / f"usage-{name}.log"), **spec["settings"]}
+        settings_file.write_text(yaml.safe_dump(settings))
         confs[name] = workdir / f"{name}.conf"
         lb_hosts[name] = {"gpufleet_region": spec["region"], "bench_lb_settings_file": str(settings_file),
                           "bench_lb_conf": str(confs[name]), "bench_lb_prefix": str(workdir)}
     common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
               "bench_nginx": nginx_binary()}
     inventory = {"all": {"vars": common, "children": {
-        "gpu_nodes": {"hosts": {name: dict(hostvars) for name, hostvars in gpu_nodes.items()}},
+        "gpu_nodes": {"hosts": {name: {"gpufleet_model": SIMULATOR_MODEL, **hostvars}
+                                for name, hostvars in gpu_nodes.items()}},
         "load_balancers": {"hosts": lb_hosts}}}}
     inventory_file = workdir / "bench-inventory.yml"
     inventory_file.write_text(yaml.safe_dump(inventory))

@@ -40,7 +40,7 @@ def _render_one_lb(tmp_path, gpu_nodes, lb_port, **settings):
     return fixtures.render_lb_configs(tmp_path, gpu_nodes, {"lb": {"region": "here", "settings": {
         "nginx_lb_listen_address": "127.0.0.1", "nginx_lb_listen_port": lb_port, "nginx_lb_status_port": free_port(),
         "nginx_lb_pid_file": str(tmp_path / "lb.pid"), "nginx_lb_error_log": str(tmp_path / "error.log"),
-        "nginx_lb_access_log": str(tmp_path / "access.log"), **settings}}})
+        "nginx_lb_access_log": str(tmp_path / "access.log"), "nginx_lb_debug_headers": True, **settings}}})
 
 
 def test_default_render_keeps_the_role_behaviour_and_affinity_adds_a_hash_upstream(tmp_path):
@@ -48,14 +48,14 @@ def test_default_render_keeps_the_role_behaviour_and_affinity_adds_a_hash_upstre
                     affinity={"nginx_lb_session_affinity": True, "nginx_lb_session_header": "X-Conversation",
                               "nginx_lb_listen_address": "127.0.0.1", "nginx_lb_listen_port": 19080})
     default, affinity = confs["default"], confs["affinity"]
-    assert "listen 80 default_server;" in default
-    assert "proxy_pass http://gpufleet_model_servers;" in default
-    assert "hash " not in default and "$gpufleet_upstream" not in default
+    assert "listen 443 default_server;" in default  # the benchmark's plain arm: TLS off
+    assert "proxy_pass http://gpufleet_pool_0;" in default
+    assert "hash " not in default and "_affinity" not in default
     assert "server 127.0.0.2:9000 max_fails=3 fail_timeout=10s backup;" in default
     assert "listen 127.0.0.1:19080 default_server;" in affinity
-    assert "proxy_pass http://$gpufleet_upstream;" in affinity
-    assert "map $http_x_conversation $gpufleet_upstream {" in affinity
-    hash_upstream = affinity.split("upstream gpufleet_model_servers_affinity {", 1)[1].split("}", 1)[0]
+    assert "proxy_pass http://gpufleet_pool_0_affinity;" in affinity
+    assert "map $http_x_conversation $gpufleet_affinity {" in affinity
+    hash_upstream = affinity.split("upstream gpufleet_pool_0_affinity {", 1)[1].split("}", 1)[0]
     assert "hash $http_x_conversation consistent;" in hash_upstream
     assert "127.0.0.1:19001" in hash_upstream and "127.0.0.1:19002" in hash_upstream
     assert "backup" not in hash_upstream and "127.0.0.2" not in hash_upstream  # hash forbids backup servers
@@ -74,7 +74,7 @@ def test_affinity_mode_pins_a_session_and_balances_the_rest(tmp_path):
             httpx.Client(base_url=lb.url, timeout=10) as client:
         def instance(session=None):
             headers = {"X-Session-ID": session} if session else {}
-            response = client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1}, headers=headers)
+            response = client.post("/v1/completions", json={"model": "simulated-llm", "prompt": "hi", "max_tokens": 1}, headers=headers)
             assert response.status_code == 200
             return response.headers["x-gpufleet-instance"]
 
@@ -98,7 +98,8 @@ def test_preflight_accepts_only_a_header_name_for_the_affinity_mode(tmp_path, he
             "name": "gpufleet.llm.nginx_lb", "tasks_from": "preflight.yml"}}]}]
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "preflight.yml").write_text(yaml.safe_dump(playbook))
-    extra = json.dumps({"nginx_lb_session_affinity": True, "nginx_lb_session_header": header})
+    extra = json.dumps({"nginx_lb_session_affinity": True, "nginx_lb_session_header": header,
+                        "nginx_lb_auth": False, "nginx_lb_tls": False})
     result = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "hosts.yml"),
                              str(tmp_path / "preflight.yml"), "-e", extra],
                             env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections")),
@@ -126,7 +127,7 @@ def test_a_drained_instance_gets_no_new_requests_and_a_drained_backup_stays_down
             httpx.Client(base_url=lb.url, timeout=10) as client:
         served = Counter()
         for _ in range(20):
-            response = client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1})
+            response = client.post("/v1/completions", json={"model": "simulated-llm", "prompt": "hi", "max_tokens": 1})
             assert response.status_code == 200
             served[response.headers["x-gpufleet-instance"]] += 1
     assert len(served) == 1 and sum(served.values()) == 20
