@@ -6,6 +6,7 @@ from __future__ import annotations
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (
     FleetLayoutError,
     fleet_model_servers,
+    fleet_models,
     host_address,
     model_server_instances,
     served_model,
@@ -18,6 +19,7 @@ class FilterModule:
         return {name: raising_filter_errors(function, FleetLayoutError) for name, function in {
             "model_server_instances": model_server_instances,
             "fleet_model_servers": fleet_model_servers,
+            "fleet_models": fleet_models,
             "fleet_host_address": host_address,
             "fleet_served_model": lambda hostvars, host: served_model(hostvars[host]),
         }.items()}

@@ -74,7 +74,8 @@ def test_affinity_mode_pins_a_session_and_balances_the_rest(tmp_path):
             httpx.Client(base_url=lb.url, timeout=10) as client:
         def instance(session=None):
             headers = {"X-Session-ID": session} if session else {}
-            response = client.post("/v1/completions", json={"model": "simulated-llm", "prompt": "hi", "max_tokens": 1}, headers=headers)
+            response = client.post("/v1/completions", headers=headers,
+                                   json={"model": "simulated-llm", "prompt": "hi", "max_tokens": 1})
             assert response.status_code == 200
             return response.headers["x-gpufleet-instance"]
 

@@ -108,7 +108,8 @@ def test_a_key_is_required_and_only_its_hash_is_in_the_config(tmp_path):
 def test_requests_reach_only_their_models_instances_and_unknown_models_get_model_not_found(tmp_path):
     with _Fleet(tmp_path) as fleet, httpx.Client(base_url=fleet.lb.url, timeout=10) as client:
         before = {model: fleet.served(model) for model in fleet.ports}
-        answers = [_completion(client, "model-a") for _ in range(7)] + [_completion(client, "model-b") for _ in range(5)]
+        answers = [_completion(client, "model-a") for _ in range(7)]
+        answers += [_completion(client, "model-b") for _ in range(5)]
         after = {model: fleet.served(model) for model in fleet.ports}
         unknown = _completion(client, "model-c")
         not_allowed = _completion(client, "model-a", key=KEY_SMALL)
@@ -151,7 +152,7 @@ def test_only_the_inference_api_is_served(tmp_path, path):
 
 def _certificates(directory: Path) -> Path:
     """A CA and a certificate for 127.0.0.1 signed by it (constructed here); returns the CA's file."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
