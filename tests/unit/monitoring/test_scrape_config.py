@@ -17,9 +17,9 @@ from monitoring_support import (
     render,
 )
 
-
 # The gateway_usage role owns the port; Prometheus' default repeats it, as for the other exporters.
-GATEWAY_USAGE_PORT = yaml.safe_load((ROLES / "gateway_usage" / "defaults" / "main.yml").read_text())["gateway_usage_port"]
+GATEWAY_USAGE_PORT = yaml.safe_load((ROLES / "gateway_usage" / "defaults" / "main.yml").read_text())[
+    "gateway_usage_port"]
 
 
 def test_prometheus_default_for_the_gateway_usage_port_is_the_role_s():
@@ -61,8 +61,8 @@ def expected_targets(data):
                           for s in fleet_model_servers(hostvars, gpu_nodes)},
         "nginx": {(f"{address[h]}:{port_of(hostvars, h, 'nginx_exporter_listen_address', 9113)}", labels(hostvars, h))
                   for h in group_hosts(data, "load_balancers")},
-        "gateway_usage": {(f"{address[h]}:{hostvars[h].get('gateway_usage_port', GATEWAY_USAGE_PORT)}", labels(hostvars, h))
-                          for h in group_hosts(data, "load_balancers")},
+        "gateway_usage": {(f"{address[h]}:{hostvars[h].get('gateway_usage_port', GATEWAY_USAGE_PORT)}",
+                           labels(hostvars, h)) for h in group_hosts(data, "load_balancers")},
         "gpu": {(f"{address[h]}:{hostvars[h].get('gpu_exporter_dcgm_port', 9400)}", labels(hostvars, h))
                 for h in gpu_nodes if hostvars[h].get("gpu_exporter_method") == "dcgm"},
     }
