@@ -1,40 +1,28 @@
 """Molecule verify for the gateway usage metrics (gateway_usage role): requests through each load balancer
-appear in Prometheus as gpufleet_gateway_requests_total of that load balancer's mtail, per key and status.
+appear in Prometheus as gpufleet_gateway_requests_total of that load balancer's mtail, by key and status.
+Written against main's conftest (Fleet.client, lb_url, chat, wait_until: the gateway's TLS and API keys).
 Tests here take no `host` fixture, so they run once."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address
+from conftest import chat, wait_until
+from lab_traffic import ADMIN_KEY
 
 REQUESTS = 4
-HTTP_TIMEOUT = 30
-# Scrapes every 5 s in the lab (inventories/lab/group_vars/monitoring), mtail reads the log every 250 ms.
+# Scrapes every 5 s in the lab (inventories/lab/group_vars/monitoring); mtail reads the log every 250 ms.
 WAIT_S = 60
-
-
-def _published(hostvars, host, container_port):
-    """URL where the lab publishes the host's container_port on this machine (lab_publish)."""
-    for entry in hostvars[host].get("lab_publish", []):
-        address, host_port, port = entry.rsplit(":", 2)
-        if int(port) == int(container_port):
-            return f"{'https' if int(port) == 443 else 'http'}://{address}:{host_port}"
-    pytest.fail(f"{host} publishes no port {container_port} (lab_publish) for the verify tests to reach")
-
-
-def _api_key(hostvars, lb):
-    keys = hostvars[lb].get("nginx_lb_api_keys") or []
-    return (keys[0]["name"], keys[0]["key"]) if keys else ("-", None)
 
 
 @pytest.fixture(scope="module")
 def prometheus(fleet):
     monitoring = fleet.groups["monitoring"][0]
     port = str(fleet.hostvars[monitoring].get("prometheus_listen_address", ":9090")).rsplit(":", 1)[1]
-    with httpx.Client(base_url=_published(fleet.hostvars, monitoring, port), timeout=HTTP_TIMEOUT) as client:
+    address, host_port = next(entry.rsplit(":", 2)[:2] for entry in fleet.hostvars[monitoring]["lab_publish"]
+                              if entry.rsplit(":", 1)[1] == port)
+    with httpx.Client(base_url=f"http://{address}:{host_port}", timeout=30) as client:
         yield client
 
 
@@ -44,41 +32,29 @@ def _query(prometheus, expr):
     return body["data"]["result"]
 
 
-def _count_by_instance(prometheus, key, status):
+def _counted(prometheus, status):
+    """{instance: requests of the admin key with this status}, from each load balancer's mtail."""
     result = _query(prometheus, f'sum by (instance) (gpufleet_gateway_requests_total'
-                                f'{{job="gateway_usage",key="{key}",status="{status}"}})')
+                                f'{{job="gateway_usage",key="{ADMIN_KEY}",status="{status}"}})')
     return {series["metric"]["instance"]: float(series["value"][1]) for series in result}
 
 
 def test_requests_through_each_load_balancer_are_counted_by_its_mtail(fleet, prometheus):
-    hostvars = fleet.hostvars
-    lbs = fleet.groups["load_balancers"]
-    instance = {lb: f"{host_address(hostvars, lb)}:{hostvars[lb].get('gateway_usage_port', 3903)}" for lb in lbs}
-    model = hostvars[fleet.groups["gpu_nodes"][0]].get("gpufleet_model",
-                                                       hostvars[fleet.groups["gpu_nodes"][0]].get(
-                                                           "model_server_served_model_name", "default"))
-    keys = {lb: _api_key(hostvars, lb) for lb in lbs}
-    before = {key: _count_by_instance(prometheus, key, "200") for key, _ in keys.values()}
-    for lb in lbs:
-        secret = keys[lb][1]
-        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        port = hostvars[lb].get("nginx_lb_listen_port", 443 if secret else 80)
-        with httpx.Client(base_url=_published(hostvars, lb, port), timeout=HTTP_TIMEOUT, verify=False) as client:
-            for n in range(REQUESTS):
-                response = client.post("/v1/chat/completions", headers=headers, json={
-                    "model": model, "max_tokens": 8, "messages": [{"role": "user", "content": f"usage {n}"}]})
-                assert response.status_code == 200, f"{lb}: {response.status_code} {response.text[:300]}"
-
-    def counted():
-        now = {key: _count_by_instance(prometheus, key, "200") for key, _ in keys.values()}
-        return all(now[keys[lb][0]].get(instance[lb], 0) - before[keys[lb][0]].get(instance[lb], 0) >= REQUESTS
-                   for lb in lbs), now
-
-    deadline = time.monotonic() + WAIT_S
-    done, now = counted()
-    while not done and time.monotonic() < deadline:
-        time.sleep(2)
-        done, now = counted()
-    assert done, f"expected {REQUESTS} more 200s per load balancer's mtail {instance}: before {before}, now {now}"
+    instance = {region: f"{host_address(fleet.hostvars, lb)}:{fleet.hostvars[lb].get('gateway_usage_port', 3903)}"
+                for region in fleet.regions for lb in [fleet.load_balancer(region)]}
     up = {s["metric"]["instance"] for s in _query(prometheus, 'up{job="gateway_usage"} == 1')}
     assert up == set(instance.values())
+    before = _counted(prometheus, "200")
+    with fleet.client() as client:
+        for region in fleet.regions:
+            for _ in range(REQUESTS):
+                response = chat(client, fleet.lb_url(region))
+                assert response.status_code == 200, f"{region}: {response.status_code} {response.text[:300]}"
+
+    def counted():
+        now = _counted(prometheus, "200")
+        return all(now.get(i, 0) - before.get(i, 0) >= REQUESTS for i in instance.values())
+
+    wait_until(counted, WAIT_S, f"{REQUESTS} more 200s of key {ADMIN_KEY} on each mtail {instance}", interval=2)
+    tokens = _query(prometheus, f'gpufleet_gateway_completion_tokens_total{{job="gateway_usage",key="{ADMIN_KEY}"}}')
+    assert {series["metric"]["instance"] for series in tokens} == set(instance.values())

@@ -107,7 +107,7 @@ def test_the_unit_runs_mtail_unprivileged_over_the_usage_log(rendered):
     assert f"SupplementaryGroups={DEFAULTS['gateway_usage_log_group']}\n" in unit
     command = exec_start(unit)
     assert command[0] == "/usr/bin/mtail"
-    assert flag(command, "--logs") == DEFAULTS["gateway_usage_log_path"] == "/var/log/nginx/gateway.log"
+    assert flag(command, "--logs") == "/var/log/nginx/gateway.log"
     assert flag(command, "--port") == str(DEFAULTS["gateway_usage_port"]) == "3903"
     assert flag(command, "--progs") == f"{DEFAULTS['gateway_usage_program_dir']}/gateway_usage.mtail"
     assert "--emit_prog_label=false" in command
