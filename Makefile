@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint unit promtool molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane bench-rollout docs clean
+.PHONY: help venv host-packages lab lab-down test lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane bench-rollout docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -54,7 +54,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ansible-lint
 
-unit: venv promtool host-packages
+unit: venv promtool mtail host-packages
 	$(BIN)/python -m pytest tests/unit
 
 # promtool and amtool check and test the monitoring rules; taken from Debian's packages without installing
@@ -65,6 +65,15 @@ promtool: .cache/prometheus/usr/bin/promtool
 	apt-get update -qq
 	cd .cache/debs && apt-get download prometheus prometheus-alertmanager
 	for deb in .cache/debs/prometheus_*.deb .cache/debs/prometheus-alertmanager_*.deb; do dpkg -x $$deb .cache/prometheus; done
+
+# mtail (the gateway_usage role's exporter), run by the unit tests over a sample usage log; taken from Debian's
+# package the same way, so that no mtail service starts on this machine.
+mtail: .cache/mtail/usr/bin/mtail
+.cache/mtail/usr/bin/mtail:
+	mkdir -p .cache/debs .cache/mtail
+	apt-get update -qq
+	cd .cache/debs && apt-get download mtail
+	dpkg -x .cache/debs/mtail_*.deb .cache/mtail
 
 molecule: molecule-default molecule-gpu-stack
 

@@ -42,7 +42,7 @@ def _roles_with_work(tags: str) -> set[str]:
     return {role for role, name, _ in listed(tags) if role and not name.startswith(ARG_SPEC)}
 
 
-@pytest.mark.parametrize("tag", ["nginx_lb", "prometheus", "grafana", "node_exporter"])
+@pytest.mark.parametrize("tag", ["nginx_lb", "prometheus", "grafana", "node_exporter", "gateway_usage"])
 def test_a_role_tag_selects_that_role_alone(tag):
     assert _roles_with_work(tag) == {tag}
 
@@ -53,8 +53,8 @@ def test_nginx_lb_tag_lists_its_tasks():
 
 
 def test_monitoring_tag_selects_every_monitoring_role_and_no_load_balancer():
-    assert _roles_with_work("monitoring") == {"node_exporter", "nginx_exporter", "gpu_exporter", "prometheus",
-                                              "alertmanager", "grafana"}
+    assert _roles_with_work("monitoring") == {"node_exporter", "nginx_exporter", "gpu_exporter", "gateway_usage",
+                                              "prometheus", "alertmanager", "grafana"}
 
 
 def test_inventory_validation_runs_whatever_the_tags():

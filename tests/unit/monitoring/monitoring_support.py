@@ -88,7 +88,7 @@ RENDERED_INVENTORIES = [FIXTURE_INVENTORY, LAB_INVENTORY, *PRODUCTION_INVENTORIE
 DASHBOARDS = sorted((ROLES / "grafana" / "files" / "dashboards").glob("*.json"))
 # What Grafana substitutes before a query reaches Prometheus; "All" of a variable is ".*".
 GRAFANA_SUBSTITUTIONS = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s",
-                         "$region": ".*", "$host": ".*"}
+                         "$region": ".*", "$host": ".*", "$key": ".*"}
 # Raw metrics the collection relies on, by source: the model servers' vLLM names (the fleet's interface),
 # the NGINX, node and DCGM exporters. Anything else a query reads must be a recording rule of ours.
 VLLM_METRICS = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",

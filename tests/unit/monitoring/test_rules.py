@@ -35,7 +35,7 @@ def test_the_issue_s_alerts_exist_with_severity_and_summary(fixture_render):
     alerts = {rule["alert"]: rule for rule in rules(fixture_render) if "alert" in rule}
     assert {"ModelServerDown", "RegionWithoutHealthyModelServer", "ErrorRatioOverSLO", "TimeToFirstTokenP95OverSLO",
             "WaitingQueueGrowing", "GpuTemperatureHigh", "GpuUncorrectableEccErrors", "GpuXidErrors",
-            "DiskFillingUp"} <= set(alerts)
+            "DiskFillingUp", "GatewayKeyErrorRatioHigh"} <= set(alerts)
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
         assert rule["annotations"]["summary"], name
@@ -49,6 +49,16 @@ def test_the_issue_s_recordings_exist_per_region(fixture_render):
         assert f"region:vllm_{name}" in recorded
         assert f"model_server:vllm_{name}" in recorded
     assert {"region:model_servers_up:ratio", "region:model_servers_up:sum"} <= recorded
+
+
+def test_the_gateway_usage_recordings_exist_per_key_and_model(fixture_render):
+    recorded = {rule["record"] for rule in rules(fixture_render) if "record" in rule}
+    for level in ("key", "model", "key_model"):
+        for name in ("requests:rate", "prompt_tokens:rate", "completion_tokens:rate"):
+            assert f"{level}:gpufleet_gateway_{name}" in recorded
+    for level in ("key", "key_model"):
+        assert {f"{level}:gpufleet_gateway_errors:ratio", f"{level}:gpufleet_gateway_rate_limited:ratio"} <= recorded
+    assert {"key_status:gpufleet_gateway_requests:ratio", "key:gpufleet_gateway_request_seconds:quantile"} <= recorded
 
 
 def test_alertmanager_configuration_is_valid_and_has_no_receiver_by_default(fixture_render, amtool):

@@ -12,9 +12,19 @@ from monitoring_support import (
     FIXTURE_INVENTORY,
     LAB_INVENTORY,
     RENDERED_INVENTORIES,
+    ROLES,
     inventory_data,
     render,
 )
+
+# The gateway_usage role owns the port; Prometheus' default repeats it, as for the other exporters.
+GATEWAY_USAGE_PORT = yaml.safe_load((ROLES / "gateway_usage" / "defaults" / "main.yml").read_text())[
+    "gateway_usage_port"]
+
+
+def test_prometheus_default_for_the_gateway_usage_port_is_the_role_s():
+    prometheus = yaml.safe_load((ROLES / "prometheus" / "defaults" / "main.yml").read_text())
+    assert prometheus["prometheus_gateway_usage_port"] == GATEWAY_USAGE_PORT == 3903
 
 
 def scrape_targets(config):
@@ -51,6 +61,8 @@ def expected_targets(data):
                           for s in fleet_model_servers(hostvars, gpu_nodes)},
         "nginx": {(f"{address[h]}:{port_of(hostvars, h, 'nginx_exporter_listen_address', 9113)}", labels(hostvars, h))
                   for h in group_hosts(data, "load_balancers")},
+        "gateway_usage": {(f"{address[h]}:{hostvars[h].get('gateway_usage_port', GATEWAY_USAGE_PORT)}",
+                           labels(hostvars, h)) for h in group_hosts(data, "load_balancers")},
         "gpu": {(f"{address[h]}:{hostvars[h].get('gpu_exporter_dcgm_port', 9400)}", labels(hostvars, h))
                 for h in gpu_nodes if hostvars[h].get("gpu_exporter_method") == "dcgm"},
     }
@@ -87,6 +99,7 @@ def test_fixture_fleet_layout_reaches_the_targets(fixture_render):
     assert len(jobs["gpu"]) == 1
     assert "use-gpu-b:9200" in {target for target, _ in jobs["node"]}
     assert "aps-lb1:9313" in {target for target, _ in jobs["nginx"]}
+    assert {target for target, _ in jobs["gateway_usage"]} == {"10.0.1.10:3903", "aps-lb1:3913"}
     # The monitoring host belongs to no region: no empty region label.
     assert ("mon1:9100", frozenset({"host": "mon1"}.items())) in jobs["node"]
 
