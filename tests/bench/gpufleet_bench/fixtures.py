@@ -204,3 +204,36 @@ def render_lb_configs(workdir: Path, gpu_nodes: Mapping[str, Mapping], load_bala
     if result.returncode != 0:
         raise RuntimeError(f"rendering the nginx_lb configs failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
     return confs
+
+
+def tls_files(directory: Path, address: str = LOOPBACK) -> Path:
+    """A throwaway CA and a certificate for ``address`` signed by it, as the nginx_lb role lays them out
+    (gpufleet.crt, gpufleet.key in nginx_lb_tls_dir); returns the CA's file for the client to trust."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gpufleet bench CA")])
+    day = datetime.timedelta(days=1)
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - day).not_valid_after(now + day)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - day).not_valid_after(now + day)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "gpufleet.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    (directory / "gpufleet.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return directory / "ca.crt"

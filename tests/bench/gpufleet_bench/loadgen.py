@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ class Target:
     session_header: str = "X-Session-ID"
     timeout_s: float = 300.0
     ignore_eos: bool = False  # vLLM extension: always generate max_tokens
+    tls: ssl.SSLContext | None = None  # what an https base_url must be trusted by (None: the system's roots)
 
     @property
     def url(self) -> str:
@@ -40,9 +42,10 @@ class RunResult:
     started_at: float  # time.perf_counter() when the first request could go
 
 
-def _connector(max_concurrency: int | None) -> aiohttp.TCPConnector:
+def _connector(max_concurrency: int | None, tls: ssl.SSLContext | None = None) -> aiohttp.TCPConnector:
     # keep-alive on, and never fewer pooled connections than requests in flight, so the client adds no queue
-    return aiohttp.TCPConnector(limit=max_concurrency or 0, limit_per_host=0, force_close=False)
+    return aiohttp.TCPConnector(limit=max_concurrency or 0, limit_per_host=0, force_close=False,
+                                ssl=tls if tls is not None else True)
 
 
 async def discover_model(http: aiohttp.ClientSession, target: Target) -> str | None:
@@ -87,7 +90,7 @@ async def run_requests(target: Target, requests: Sequence[Request], send_times: 
     if len(send_times) != len(requests):
         raise ValueError("one send time per request")
     records: list[Record] = []
-    async with aiohttp.ClientSession(connector=_connector(max_concurrency)) as http:
+    async with aiohttp.ClientSession(connector=_connector(max_concurrency, target.tls)) as http:
         model = target.model or await discover_model(http, target)
         limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         tasks = []
@@ -134,7 +137,7 @@ async def run_conversations(target: Target, conversations: Sequence[Conversation
     records: list[Record] = []
     waiting = deque(conversations)
     url = dataclasses.replace(target, api="chat").url
-    async with aiohttp.ClientSession(connector=_connector(users)) as http:
+    async with aiohttp.ClientSession(connector=_connector(users, target.tls)) as http:
         model = target.model or await discover_model(http, target)
         started_at = time.perf_counter()
 

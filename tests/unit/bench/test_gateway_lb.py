@@ -1,7 +1,6 @@
 """The load balancer as a gateway, with the role's own template, real NGINX + njs and simulators on loopback:
 keys, limits, routing by model, the endpoint allowlist, TLS with the openai client, and gixy on the result."""
 
-import datetime
 import json
 import shutil
 import ssl
@@ -13,10 +12,6 @@ import httpx
 import openai
 import pytest
 from bench_support import free_port
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from gpufleet_bench import fixtures
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -150,32 +145,8 @@ def test_only_the_inference_api_is_served(tmp_path, path):
     assert response.json()["error"]["type"] == "invalid_request_error"
 
 
-def _certificates(directory: Path) -> Path:
-    """A CA and a certificate for 127.0.0.1 signed by it (constructed here); returns the CA's file."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lb")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    directory.mkdir()
-    (directory / "gpufleet.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (directory / "gpufleet.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                               serialization.PrivateFormat.PKCS8,
-                                                               serialization.NoEncryption()))
-    (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return directory / "ca.crt"
-
-
 def test_the_openai_client_streams_through_tls_and_plain_http_redirects(tmp_path):
-    ca = _certificates(tmp_path / "tls")
+    ca = fixtures.tls_files(tmp_path / "tls")
     plain_port = free_port()
     with _Fleet(tmp_path, nginx_lb_tls=True, nginx_lb_tls_dir=str(tmp_path / "tls"),
                 nginx_lb_plain_http_port=plain_port) as fleet:
@@ -199,7 +170,7 @@ def test_the_openai_client_streams_through_tls_and_plain_http_redirects(tmp_path
 
 
 def test_gixy_finds_nothing_in_the_rendered_gateway_config(tmp_path):
-    ca = _certificates(tmp_path / "tls")
+    ca = fixtures.tls_files(tmp_path / "tls")
     assert ca.exists()
     conf = _render(tmp_path, _gpu_nodes(free_port(), free_port()), free_port(), nginx_lb_tls=True,
                    nginx_lb_tls_dir=str(tmp_path / "tls"))
