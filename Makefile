@@ -32,11 +32,11 @@ lab-down: venv
 
 test: lint unit molecule
 
-# Every Debian package the tests run (NGINX for the benchmark's loopback tests, nftables for `nft -c` on the host
-# firewall's rules), in this one place. Debian's postinst would start NGINX on port 80: a policy-rc.d that answers
-# 101 ("action forbidden") keeps invoke-rc.d and deb-systemd-invoke from starting any service during the install,
-# and the unit is left disabled, so this machine runs nothing the tests do not start themselves. (nftables.service
-# is not enabled by its package, and the tests only check rules with `nft -c`, never load them.)
+# Every Debian package the tests run (NGINX for the benchmark's loopback tests), in this one place. Debian's
+# postinst would start NGINX on port 80: a policy-rc.d that answers 101 ("action forbidden") keeps invoke-rc.d
+# and deb-systemd-invoke from starting any service during the install, and the unit is left disabled, so this
+# machine runs nothing the tests do not start themselves.
+# nftables: `nft -c` checks the host firewall's rules (tests/unit/firewall); nothing is ever loaded here.
 HOST_PACKAGES := nginx nftables
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
