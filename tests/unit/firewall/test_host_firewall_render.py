@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers
+from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address as fleet_host_address
+from inventory_listing import group_hosts
 from test_host_firewall_rules import ALERTMANAGER, GATEWAY_USAGE, NGINX_EXPORTER, NODE_EXPORTER, PROMETHEUS
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -81,13 +85,26 @@ def rules_of(path):
     return found
 
 
+@functools.cache
+def lab_inventory():
+    """The lab as `ansible-inventory --list` gives it: each host's address, the groups, the model servers."""
+    listed = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(LAB), "--list"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120, check=True)
+    listing = json.loads(listed.stdout)
+    hostvars = listing["_meta"]["hostvars"]
+    groups = {group: sorted(group_hosts(listing, group)) for group in ("gpu_nodes", "load_balancers", "monitoring")}
+    return hostvars, groups
+
+
 def lab_addresses():
-    """Each lab host's address and groups, read from the lab's own inventory file."""
-    inventory = yaml.safe_load((LAB / "hosts.yml").read_text())["all"]["children"]
-    addresses = {host: values["ansible_host"] for region in ("region_us_east", "region_eu_west")
-                 for host, values in inventory[region]["hosts"].items()}
-    return addresses, {group: sorted(inventory[group]["hosts"]) for group in ("gpu_nodes", "load_balancers",
-                                                                             "monitoring")}
+    hostvars, groups = lab_inventory()
+    return {host: fleet_host_address(hostvars, host) for host in hostvars}, groups
+
+
+def lab_model_server_ports(host):
+    """The ports of host's instances as the fleet layout computes them, as the template writes a port set."""
+    hostvars, _ = lab_inventory()
+    return ", ".join(str(s["port"]) for s in fleet_model_servers(hostvars, [host]))
 
 
 def test_every_lab_hosts_rule_set_passes_nft_check(lab, nft):
@@ -110,7 +127,7 @@ def test_the_lab_model_servers_let_in_the_load_balancers_monitoring_and_the_cont
     addresses, groups = lab_addresses()
     allowed = {addresses[h] for h in groups["load_balancers"] + groups["monitoring"]} | {"10.89.77.1"}
     for node in groups["gpu_nodes"]:
-        model_servers = rules_of(lab[node] / "host-firewall.nft")["8000, 8001"]
+        model_servers = rules_of(lab[node] / "host-firewall.nft")[lab_model_server_ports(node)]
         assert model_servers == {"ip": allowed, "ip6": set(), "reject": True}, node
         assert not {addresses[other] for other in groups["gpu_nodes"]} & model_servers["ip"]
 
