@@ -36,7 +36,8 @@ test: lint unit molecule
 # postinst would start NGINX on port 80: a policy-rc.d that answers 101 ("action forbidden") keeps invoke-rc.d
 # and deb-systemd-invoke from starting any service during the install, and the unit is left disabled, so this
 # machine runs nothing the tests do not start themselves.
-HOST_PACKAGES := nginx libnginx-mod-http-js
+# nftables: `nft -c` checks the host firewall's rules (tests/unit/firewall); nothing is ever loaded here.
+HOST_PACKAGES := nginx libnginx-mod-http-js nftables
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -32,3 +32,26 @@ def role_defaults(roles=ROLES):
         values = yaml.safe_load((Path(roles) / role / "defaults" / "main.yml").read_text()) or {}
         defaults.update({name: values[name] for name in names if name in values})
     return defaults
+
+
+# The ports the host firewall restricts, by the role that owns each (roles/host_firewall).
+EXPOSED_PORT_VARIABLES = {
+    "model_server": ("model_server_base_port", "model_server_tensor_parallel_size"),
+    "node_exporter": ("node_exporter_listen_address",),
+    "gpu_exporter": ("gpu_exporter_method", "gpu_exporter_dcgm_port"),
+    "nginx_exporter": ("nginx_exporter_listen_address",),
+    "gateway_usage": ("gateway_usage_port",),
+    "prometheus": ("prometheus_listen_address",),
+    "alertmanager": ("alertmanager_listen_address",),
+}
+
+
+@functools.cache
+def exposed_port_defaults(roles=ROLES):
+    """``{variable: default}`` for every variable that decides a port the host firewall restricts."""
+    defaults = {}
+    for role, names in EXPOSED_PORT_VARIABLES.items():
+        path = Path(roles) / role / "defaults" / "main.yml"
+        values = yaml.safe_load(path.read_text()) or {}
+        defaults.update({name: values[name] for name in names if name in values})
+    return defaults

@@ -16,7 +16,7 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 # Ansible tags the argument spec check of every role `always`: it runs whichever tags are chosen.
 ARG_SPEC = "Validating arguments against arg spec"
 TASK = re.compile(r"^\s{6}(?:(?P<role>[\w.]+) : )?(?P<name>.+?)\tTAGS: \[(?P<tags>[^\]]*)\]$")
-TAGGED_PLAYBOOKS = ["gpu_nodes.yml", "load_balancers.yml", "monitoring.yml"]
+TAGGED_PLAYBOOKS = ["gpu_nodes.yml", "load_balancers.yml", "monitoring.yml", "host_firewall.yml"]
 
 
 @functools.cache
@@ -42,7 +42,8 @@ def _roles_with_work(tags: str) -> set[str]:
     return {role for role, name, _ in listed(tags) if role and not name.startswith(ARG_SPEC)}
 
 
-@pytest.mark.parametrize("tag", ["nginx_lb", "prometheus", "grafana", "node_exporter", "gateway_usage"])
+@pytest.mark.parametrize("tag", ["nginx_lb", "prometheus", "grafana", "node_exporter", "gateway_usage",
+                                 "host_firewall"])
 def test_a_role_tag_selects_that_role_alone(tag):
     assert _roles_with_work(tag) == {tag}
 
