@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import secrets
+import ssl
 import time
 import urllib.request
 from collections import Counter
@@ -29,7 +31,11 @@ class Bench:
         self.sim_one = base + 101
         self.sim_three = [base + 201, base + 202, base + 203]
         self.ports = {"lb-one": base + 100, "naive-one": base + 110, "lb-three": base + 200,
-                      "naive-three": base + 210, "lb-affinity": base + 300, "lb-round-robin": base + 400}
+                      "naive-three": base + 210, "lb-affinity": base + 300, "lb-round-robin": base + 400,
+                      "lb-gateway": base + 500}
+        # The gateway arm's TLS files (a throwaway CA) and API key.
+        self.gateway_ca = fixtures.tls_files(workdir / "tls")
+        self.gateway_key = secrets.token_hex(32)
         self.confs: dict[str, Path] = {}
 
     def render(self) -> None:
@@ -38,12 +44,20 @@ class Bench:
             "bench-gpu-one": {"gpufleet_region": "bench-one", "gpu_count": 1, "model_server_base_port": self.sim_one},
             "bench-gpu-three": {"gpufleet_region": "bench-three", "gpu_count": 3,
                                 "model_server_base_port": self.sim_three[0]},
+            # A second model in bench-one, so that the gateway routes among pools (no request asks for it).
+            "bench-gpu-other": {"gpufleet_region": "bench-one", "gpu_count": 1, "gpufleet_model": "other-model",
+                                "model_server_base_port": self.sim_one + 50},
         }
         for hostvars in gpu_nodes.values():
             hostvars.update(gpu_model="simulated", gpufleet_address=fixtures.LOOPBACK)
         lbs = {"lb-one": ("bench-one", {}), "lb-three": ("bench-three", {}),
                "lb-affinity": ("bench-three", {"nginx_lb_session_affinity": True}),
-               "lb-round-robin": ("bench-three", {"nginx_lb_balancing": "round_robin"})}
+               "lb-round-robin": ("bench-three", {"nginx_lb_balancing": "round_robin"}),
+               "lb-gateway": ("bench-one", {"nginx_lb_tls": True, "nginx_lb_tls_dir": str(self.gateway_ca.parent),
+                                            "nginx_lb_plain_http": "off", "nginx_lb_auth": True,
+                                            "nginx_lb_api_keys": [{"name": "bench", "key": self.gateway_key,
+                                                                   "rate": 100000, "burst": 100000,
+                                                                   "concurrency": 10000}]})}
         specs = {}
         for name, (region, extra) in lbs.items():
             port = self.ports[name]
@@ -359,5 +373,62 @@ def affinity(bench: Bench) -> Outcome:
                    checks, str(plot))
 
 
+def gateway(bench: Bench) -> Outcome:
+    """7. The role's gateway (TLS, an API key, routing by model) against its plain config, streaming and short."""
+    streams, waves = 64, (1 if bench.quick else 3)
+    concurrency, duration = 16, (1.5 if bench.quick else 5.0)
+    arms, ttfts = _collect(["plain", "gateway"], bench.reps)
+    tls = ssl.create_default_context(cafile=str(bench.gateway_ca))
+
+    def target(server, arm, stream):
+        if arm == "plain":
+            return _target(server.url, stream=stream)
+        return loadgen.Target(server.url.replace("http://", "https://"), api="completions", model=MODEL,
+                              stream=stream, timeout_s=TIMEOUT_S, tls=tls,
+                              headers={"Authorization": f"Bearer {bench.gateway_key}"})
+
+    with bench.simulators([bench.sim_one], ttft_ms=50, itl_ms=20, output_tokens=128, prefill_ms_per_token=0), \
+            bench.nginx("lb-one") as plain, bench.nginx("lb-gateway") as gate:
+        servers = {"plain": plain, "gateway": gate}
+        for rep, arm in interleaved(list(arms), bench.reps):
+            requests = workload.requests(streams * waves, [(128, 1.0)], 32, bench.seed + 700 + rep)
+            times = arrivals.send_times("concurrency", 0, len(requests))
+            result = _run(target(servers[arm], arm, True), requests, times, concurrency=streams, duration=120,
+                          prefix=f"{arm}{rep}")
+            arms[arm][rep] = _metrics(result.records)
+            ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
+    with bench.simulators([bench.sim_one], ttft_ms=0, itl_ms=0, prefill_ms_per_token=0, output_tokens=1), \
+            bench.nginx("lb-one") as plain, bench.nginx("lb-gateway") as gate:
+        servers = {"plain": plain, "gateway": gate}
+        for rep, arm in interleaved(list(arms), bench.reps):
+            requests = workload.requests(100_000, [(1, 1.0)], 8, bench.seed + 800 + rep)
+            times = arrivals.send_times("concurrency", 0, len(requests))
+            result = _run(target(servers[arm], arm, False), requests, times, concurrency=concurrency,
+                          duration=duration, prefix=f"short-{arm}{rep}")
+            short = _metrics(result.records)
+            arms[arm][rep].update(short_req_s=short["req_s"], short_failed=short["failed"])
+    checks = [Check("streaming output tokens/s, gateway ÷ plain", _ratio(arms, "gateway", "plain", "tok_s"), 0.97,
+                    True),
+              Check("TTFT p99, gateway - plain", _delta(arms, "gateway", "plain", "ttft_p99"), 5.0, False, " ms"),
+              Check("short requests/s, gateway ÷ plain", _ratio(arms, "gateway", "plain", "short_req_s"), 0.8, True)]
+    plot = bench.plot_path("gateway")
+    plot_comparison(plot, "7. Gateway: TLS + API key + routing by model against the plain config", [
+        ("output tokens/s", _per_arm(arms, "tok_s")),
+        ("TTFT p99 (ms)", _per_arm(arms, "ttft_p99")),
+        ("short requests/s", _per_arm(arms, "short_req_s"))],
+        cdfs=ttfts, cdf_label="TTFT (ms), all repetitions")
+    return Outcome("gateway", "7. Gateway",
+                   f"One simulator (TTFT 50 ms, ITL 20 ms, 128 tokens), {streams} concurrent streams, "
+                   f"{streams * waves} requests per run; then 1-token requests, {concurrency} in flight for "
+                   f"{duration:g} s. `plain` is the role with nginx_lb_tls and nginx_lb_auth off; `gateway` the role "
+                   "with TLS 1.3 (a throwaway CA the client trusts), an API key checked by its SHA-256, per-key "
+                   "limits far above the load, and two model pools routed by the request body's model (njs). "
+                   "The client keeps its connections (and so its TLS sessions) alive in both arms.",
+                   arms, [("output tokens/s", "tok_s"), ("TTFT p50 (ms)", "ttft_p50"), ("TTFT p99 (ms)", "ttft_p99"),
+                          ("ITL p99 (ms)", "itl_p99"), ("failed", "failed"), ("short requests/s", "short_req_s"),
+                          ("short failed", "short_failed")],
+                   checks, str(plot))
+
+
 ALL = {"streaming": streaming, "keepalive": keepalive, "heterogeneous": heterogeneous, "failover": failover,
-       "affinity": affinity}
+       "affinity": affinity, "gateway": gateway}

@@ -50,7 +50,8 @@ def test_a_role_tag_selects_that_role_alone(tag):
 
 def test_nginx_lb_tag_lists_its_tasks():
     names = {name for role, name, _ in listed("nginx_lb") if role == "nginx_lb"}
-    assert {"Install NGINX", "Render the load balancer's configuration", "Start and enable NGINX"} <= names
+    assert {"Install NGINX and its JavaScript module", "Render the load balancer's configuration",
+            "Start and enable NGINX"} <= names
 
 
 def test_monitoring_tag_selects_every_monitoring_role_and_no_load_balancer():
