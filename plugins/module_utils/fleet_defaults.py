@@ -11,6 +11,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+try:
+    import yaml
+except ImportError:  # module_utils also ship to hosts, which may lack PyYAML; these functions run on the controller
+    yaml = None
+
 # This file is plugins/module_utils/fleet_defaults.py of the collection; roles/ is beside plugins/.
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 
@@ -23,10 +28,6 @@ CONTRACT_VARIABLES = {
 @functools.cache
 def role_defaults(roles=ROLES):
     """``{variable: default}`` for the contract's variables that a role gives a default."""
-    # Imported here: module_utils must import on hosts without PyYAML (ansible-test sanity's import test);
-    # this function runs only on the controller, which always has it.
-    import yaml
-
     defaults = {}
     for role, names in CONTRACT_VARIABLES.items():
         values = yaml.safe_load((Path(roles) / role / "defaults" / "main.yml").read_text()) or {}
