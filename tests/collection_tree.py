@@ -6,9 +6,11 @@
 
 Both tools want the collection at .../ansible_collections/gpufleet/llm. The checkout's own
 .collections/ansible_collections/gpufleet/llm is a directory symlink back to the checkout, which
-ansible-test's symlinks test rejects and on which antsibull-docs walks in circles; so the files git
-knows (tracked, and untracked ones it does not ignore: a developer's uncommitted change is tested too)
-are copied into .cache/<command>/ansible_collections/gpufleet/llm (one per command, so that `make -j`
+ansible-test's symlinks test rejects and on which antsibull-docs walks in circles. So the collection
+as `ansible-galaxy collection build` ships it (galaxy.yml's build_ignore: no lab, tests, benchmarks or
+toolchain; what Galaxy's importer runs sanity on), plus tests/sanity/ (the ignore file), taken from the
+files git knows (tracked, and untracked ones it does not ignore: a developer's uncommitted change is
+tested too), is copied into .cache/<command>/ansible_collections/gpufleet/llm (one per command, so that `make -j`
 runs both), a git repository of its own so that ansible-test lists its files with git rather than
 finding the checkout's .git above it.
 
@@ -19,6 +21,7 @@ bootstrap script that installs it into ansible-test's cache first.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -27,9 +30,7 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Not the collection: the link to the checkout itself, and the venv's link that git does not ignore (.venv/
-# matches directories only).
-LEFT_OUT = (".collections/", ".venv")
+SANITY_FILES = "tests/sanity/"
 ANSIBLE_TEST_CACHE = Path("~/.ansible/test/cache").expanduser()
 
 BOOTSTRAP_MARK = "written by gpufleet's tests/collection_tree.py"
@@ -49,18 +50,28 @@ BOOTSTRAP = textwrap.dedent('''\
     ''')
 
 
-def working_tree_files():
+def shipped(name, build_ignore):
+    """Whether the build keeps ``name``: ansible-galaxy skips a path when it, or a directory above it, matches."""
+    parts = name.split("/")
+    prefixes = ("/".join(parts[:end]) for end in range(1, len(parts) + 1))
+    return not any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes for pattern in build_ignore)
+
+
+def collection_files():
+    import yaml
+
+    build_ignore = yaml.safe_load((ROOT / "galaxy.yml").read_text()).get("build_ignore", [])
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
-    return sorted({name for name in listed if name and not name.startswith(LEFT_OUT)
-                   and os.path.lexists(ROOT / name)})
+    return sorted({name for name in listed if name and os.path.lexists(ROOT / name)
+                   and (shipped(name, build_ignore) or name.startswith(SANITY_FILES))})
 
 
 def copy_tree(command):
     copy = ROOT / ".cache" / command / "ansible_collections" / "gpufleet" / "llm"
     if copy.exists():
         shutil.rmtree(copy)
-    for name in working_tree_files():
+    for name in collection_files():
         source, target = ROOT / name, copy / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_symlink():
