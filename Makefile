@@ -54,8 +54,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ansible-lint
 
-# ansible-test sanity, offline and without a container, on a copy of the working tree (tests/collection_tree.py
-# says why a copy); findings that are wrong for this collection are in tests/sanity/ignore-2.19.txt with reasons.
+# ansible-test sanity, offline and without a container, on the collection as it ships, copied from the working
+# tree (tests/collection_tree.py says why); findings wrong for this collection: tests/sanity/ignore-2.19.txt.
 sanity: venv
 	$(BIN)/python tests/collection_tree.py sanity
 
