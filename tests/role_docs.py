@@ -1,4 +1,12 @@
-"""Writes docs/roles/<role>.md from each role's meta/argument_specs.yml; --check fails when one is stale."""
+"""Writes docs/roles/<role>.md from each role's meta/argument_specs.yml; --check fails when one is stale.
+
+Why not antsibull-docs (2.28), which also builds role pages from the argument specs: its pages are for a
+Sphinx docsite (``--output-format ansible-docsite``); the one format meant to be read as is,
+``simplified-rst``, is marked experimental and puts every parameter table in a ``.. raw:: html`` block,
+which GitHub's renderer drops, so the pages would lose exactly the tables they exist for. It also needs
+every collection of galaxy.yml's dependencies installed and tells readers to install gpufleet.llm from
+Galaxy. The plugins' documentation is checked with antsibull-docs all the same (``make docs-lint``).
+"""
 
 from __future__ import annotations
 

@@ -3,29 +3,6 @@
 
 from __future__ import annotations
 
-import functools
-import time
-
-from ansible.errors import AnsibleError, AnsibleOptionsError, AnsibleParserError
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.unsafe_proxy import wrap_var
-from ansible_collections.gpufleet.llm.plugins.module_utils import gpu_fleet_ec2, gpu_fleet_gce
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_cloud import SourceUnavailable
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import (
-    ROLE_GROUPS,
-    gpu_model_group,
-    region_group,
-)
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import (
-    CLOUD_KINDS,
-    SpecError,
-    check_records,
-    gpus_from_facts,
-    source_cache_key,
-    static_records,
-    validate_sources,
-)
-
 DOCUMENTATION = r"""
 name: gpu_fleet
 short_description: GPU fleet inventory from bare-metal specs, Compute Engine and EC2
@@ -46,7 +23,7 @@ description:
   - Secrets are never read from this file, only from environment variables or from files it names
     (O(sources[].credentials_file)), and never echoed in errors.
 author:
-  - gpufleet.llm contributors
+  - gpufleet developers (@gpufleet)
 requirements:
   - boto3 (only for the C(ec2) source)
   - google-cloud-compute (only for the C(gce) source)
@@ -244,6 +221,29 @@ compose:
   model_server_tensor_parallel_size: gpu_count | default(1)
 """
 
+import functools
+import time
+
+from ansible.errors import AnsibleError, AnsibleOptionsError, AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
+from ansible_collections.gpufleet.llm.plugins.module_utils import gpu_fleet_ec2, gpu_fleet_gce
+from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_cloud import SourceUnavailable
+from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import (
+    ROLE_GROUPS,
+    gpu_model_group,
+    region_group,
+)
+from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import (
+    CLOUD_KINDS,
+    SpecError,
+    check_records,
+    gpus_from_facts,
+    source_cache_key,
+    static_records,
+    validate_sources,
+)
+
 CLOUD_FETCHERS = {"gce": gpu_fleet_gce, "ec2": gpu_fleet_ec2}
 
 # Regions and models repeat across thousands of hosts: name each group once.
@@ -291,7 +291,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 elif source["source"] in CLOUD_KINDS:
                     CLOUD_FETCHERS[source["source"]].check(source, where)
             records.extend(self._cloud_records(path, sources, cache))
-            if any(source["source"] == "facts" for _, source in sources):
+            if any(source["source"] == "facts" for _where, source in sources):
                 records = self._apply_gpu_facts(records)
             check_records(records)
         except SpecError as exc:

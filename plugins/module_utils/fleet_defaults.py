@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import yaml
+try:
+    import yaml
+except ImportError:  # module_utils also ship to hosts, which may lack PyYAML; these functions run on the controller
+    yaml = None
 
 # This file is plugins/module_utils/fleet_defaults.py of the collection; roles/ is beside plugins/.
 ROLES = Path(__file__).resolve().parents[2] / "roles"

@@ -81,7 +81,7 @@ def _credentials(source, where, lib):
             raise SpecError(f"{where}.credentials_file", f"cannot use {source['credentials_file']}: {exc}") from None
     import google.auth
     try:
-        credentials, _ = google.auth.default(scopes=SCOPES)
+        credentials, _project = google.auth.default(scopes=SCOPES)
     except lib["auth_exceptions"].DefaultCredentialsError:
         raise SourceUnavailable("gce: no Google credentials found (set GOOGLE_APPLICATION_CREDENTIALS "
                                 "or the credentials_file option)") from None
@@ -202,7 +202,7 @@ def _record(instance, *, project, zone, lookup, source, where, warn):
     attached = [(_last_part(a.accelerator_type), a.accelerator_count) for a in instance.guest_accelerators]
     machine_type = _last_part(instance.machine_type)
     accelerators = attached or lookup.machine_accelerators(project, zone, machine_type)
-    count = sum(number for _, number in accelerators)
+    count = sum(number for _model, number in accelerators)
     model = memory = None
     if count:
         model, memory = lookup.accelerator(project, zone, accelerators[0][0])

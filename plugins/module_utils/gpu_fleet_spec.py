@@ -161,7 +161,7 @@ def validate_sources(value, field="sources"):
         if kind in CLOUD_KINDS:
             _check_cloud_common(source, where)
         checked.append((where, source))
-    if sum(1 for _, source in checked if source["source"] == "facts") > 1:
+    if sum(1 for _where, source in checked if source["source"] == "facts") > 1:
         raise SpecError(field, "list the facts source once")
     return checked
 
@@ -243,7 +243,7 @@ def _range_records(entry, field, region, region_vars, expand):
                              f"{field}.names", expand)
     addresses = [None] * len(hosts)
     if entry.get("ansible_host") is not None:
-        addresses = [name for name, _ in _expand_patterns(
+        addresses = [name for name, _port in _expand_patterns(
             string_list(entry["ansible_host"], f"{field}.ansible_host"), f"{field}.ansible_host", expand)]
         if len(addresses) != len(hosts):
             raise SpecError(f"{field}.ansible_host",

@@ -78,8 +78,8 @@ def normalize_bus_id(bus_id):
     """nvidia-smi writes 00000000:18:00.0, sysfs 0000:18:00.0; keep the sysfs form."""
     if bus_id is None:
         return None
-    domain, _, rest = bus_id.strip().lower().rpartition(":")
-    domain, _, bus = domain.rpartition(":") if ":" in domain else ("", "", domain)
+    domain, _sep, rest = bus_id.strip().lower().rpartition(":")
+    domain, _sep, bus = domain.rpartition(":") if ":" in domain else ("", "", domain)
     domain = domain[-4:].rjust(4, "0") if domain else "0000"
     return f"{domain}:{bus}:{rest}"
 
@@ -264,7 +264,7 @@ def parse_pci_ids(text, vendor=NVIDIA_VENDOR):
             in_vendor = len(head) == 4 and head.lower() == f"{vendor:04x}"
             continue
         if in_vendor and not line.startswith("\t\t"):
-            device, _, name = line.strip().partition(" ")
+            device, _sep, name = line.strip().partition(" ")
             try:
                 names[int(device, 16)] = name.strip()
             except ValueError:

@@ -19,7 +19,7 @@ FLAVORS = ("open", "proprietary")
 
 def os_key(distribution, version):
     """`Debian`, `12.9` -> `Debian-12`; `Ubuntu`, `22.04` -> `Ubuntu-22.04` (Ubuntu's minor is its release)."""
-    major = str(version).split(".")[0]
+    major = str(version).split(".", maxsplit=1)[0]
     return f"{distribution}-{version}" if distribution == "Ubuntu" else f"{distribution}-{major}"
 
 

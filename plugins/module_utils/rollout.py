@@ -59,7 +59,7 @@ def rollout_batches(pending, region_sizes, batch_specs):
             raise RolloutError(f"{item.get('host')}: unknown rollout action {item.get('action')!r}")
         by_region.setdefault(item["region"], []).append(item)
     chunks = {region: _chunks(items, batch_size(batch_specs.get(region, 1), region_sizes.get(region, len(items)),
-                                               f"model_server_rollout_batch of region {region}"))
+                                                f"model_server_rollout_batch of region {region}"))
               for region, items in by_region.items()}
     depth = max((len(c) for c in chunks.values()), default=0)
     return [[item for region in sorted(chunks) if i < len(chunks[region]) for item in chunks[region][i]]

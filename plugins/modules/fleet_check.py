@@ -30,12 +30,25 @@ options:
         C(site.yml) (C(playbooks/validate.yml)).
     type: list
     elements: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
-author: gpufleet developers
+  platform:
+    platforms: all
+    details: The action plugin does the work on the controller; nothing runs on the host.
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+author:
+  - gpufleet developers (@gpufleet)
 """
 
 EXAMPLES = r"""

@@ -3,25 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpufleet.llm.plugins.module_utils.nvidia import (
-    QUERY_FIELDS,
-    check_inventory_gpus,
-    dkms_failure,
-    driver_action,
-    gpu_model,
-    gpus_from_pci,
-    invalid_query_fields,
-    parse_dkms_status,
-    parse_nvlink_status,
-    read_host_state,
-    read_pci_ids,
-    split_query_gpu,
-)
-
 DOCUMENTATION = r"""
 ---
 module: gpu_facts
@@ -65,6 +46,9 @@ options:
       - The inventory's C(gpu_count). When set, the module fails if the host has fewer GPUs, with a message naming
         both numbers.
     type: int
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 attributes:
   check_mode:
     support: full
@@ -72,8 +56,10 @@ attributes:
     support: none
   facts:
     support: full
+  platform:
+    platforms: posix
 author:
-  - gpufleet maintainers
+  - gpufleet developers (@gpufleet)
 """
 
 EXAMPLES = r"""
@@ -243,6 +229,25 @@ ansible_facts:
                   enough), C(reboot) when another nvidia module or nouveau holds the GPU.
               type: str
 """
+
+import os
+import platform
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpufleet.llm.plugins.module_utils.nvidia import (
+    QUERY_FIELDS,
+    check_inventory_gpus,
+    dkms_failure,
+    driver_action,
+    gpu_model,
+    gpus_from_pci,
+    invalid_query_fields,
+    parse_dkms_status,
+    parse_nvlink_status,
+    read_host_state,
+    read_pci_ids,
+    split_query_gpu,
+)
 
 
 class GpuFacts:

@@ -3,14 +3,6 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.gpufleet.llm.plugins.module_utils.nvidia_plan import (
-    PlanError,
-    os_key,
-    plan_cuda,
-    plan_driver,
-)
-
 DOCUMENTATION = r"""
 ---
 module: gpu_stack_plan
@@ -83,13 +75,17 @@ options:
         major release (minor version compatibility).
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 author:
-  - gpufleet maintainers
+  - gpufleet developers (@gpufleet)
 """
 
 EXAMPLES = r"""
@@ -120,6 +116,14 @@ error:
   returned: always
   type: str
 """
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gpufleet.llm.plugins.module_utils.nvidia_plan import (
+    PlanError,
+    os_key,
+    plan_cuda,
+    plan_driver,
+)
 
 
 def main():

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: `ansible-inventory --list` through gpufleet.llm.gpu_fleet against a plain YAML inventory.
 
 Generates, in a temporary directory, a static gpu_fleet spec of N GPU hosts (default 10,000) in
@@ -137,7 +136,7 @@ def contract_view(listing):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--hosts", type=int, default=10000, help="GPU hosts (default 10000)")
     parser.add_argument("--regions", type=int, default=8, help="regions (default 8)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of each (default 5)")

@@ -133,7 +133,10 @@ def measure(fleet: Fleet, name: str, change, load_s: float) -> dict:
         time.sleep(5)
     steady = [t for end, ok, t in rec.requests if end < began and ok and t is not None]
     during = [t for end, ok, t in rec.requests if began <= end <= ended + 5 and ok and t is not None]
-    p99 = lambda xs: statistics.quantiles(xs, n=100)[98] if len(xs) >= 2 else float("nan")  # noqa: E731
+
+    def p99(xs):
+        return statistics.quantiles(xs, n=100)[98] if len(xs) >= 2 else float("nan")
+
     return {"arm": name, "requests": len(rec.requests), "failed": sum(not ok for _, ok, _ in rec.requests),
             "failed_during": sum(not ok for end, ok, _ in rec.requests if began <= end <= ended + 5),
             "ttft_p99_steady_ms": p99(steady) * 1000, "ttft_p99_during_ms": p99(during) * 1000,

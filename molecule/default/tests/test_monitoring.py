@@ -53,8 +53,6 @@ def _ansible_tool(name):
         else shutil.which(name)
 
 
-
-
 def _published(hostvars, host, container_port):
     """http://ADDRESS:HOST_PORT where the lab publishes the host's container_port on this machine."""
     for entry in hostvars[host].get("lab_publish", []):

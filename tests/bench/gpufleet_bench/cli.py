@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpufleet-bench: {exc}", file=sys.stderr)
             return 2
         summary = document["summary"]
-        print(json.dumps({key: summary[key] for key in ("requests", "completed", "failed", "duration_s",
-                                                         "request_throughput", "output_throughput", "goodput",
-                                                         "ttft_ms", "itl_ms", "e2e_ms")}, indent=1, default=str))
+        keys = ("requests", "completed", "failed", "duration_s", "request_throughput", "output_throughput",
+                "goodput", "ttft_ms", "itl_ms", "e2e_ms")
+        print(json.dumps({key: summary[key] for key in keys}, indent=1, default=str))
         return 0 if summary["completed"] else 1
     from .suite import main as suite_main
 

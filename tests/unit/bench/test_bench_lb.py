@@ -89,9 +89,9 @@ def test_affinity_mode_pins_a_session_and_balances_the_rest(tmp_path):
 
 @pytest.mark.parametrize(("header", "passes"), [("X-Session-ID", True), ("X Session", False), ("X_Session", False)])
 def test_preflight_accepts_only_a_header_name_for_the_affinity_mode(tmp_path, header, passes):
+    gpu_a = {"gpufleet_region": "here", "gpu_count": 2, "gpu_model": "sim"}
     inventory = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-                         "children": {"gpu_nodes": {"hosts": {"gpu-a": {"gpufleet_region": "here", "gpu_count": 2,
-                                                                         "gpu_model": "sim"}}},
+                         "children": {"gpu_nodes": {"hosts": {"gpu-a": gpu_a}},
                                       "load_balancers": {"hosts": {"lb-a": {"gpufleet_region": "here"}}},
                                       "region_here": {"hosts": {"gpu-a": {}, "lb-a": {}}}}}}
     playbook = [{"name": "Preflight", "hosts": "load_balancers", "gather_facts": False, "tasks": [

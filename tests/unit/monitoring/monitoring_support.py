@@ -80,8 +80,6 @@ def inventory_data(inventory):
     return json.loads(result.stdout)
 
 
-
-
 RENDERED_INVENTORIES = [FIXTURE_INVENTORY, LAB_INVENTORY, *PRODUCTION_INVENTORIES]
 
 

@@ -44,4 +44,3 @@ def test_a_killed_server_leaves_the_requests_it_accepted_in_the_log(tmp_path):
                 body = ""
     assert "[DONE]" not in body
     assert _logged_ids(log) == ["in-flight"]
-

@@ -136,8 +136,6 @@ def _unmark(value):
     return value["__ansible_unsafe"] if set(value) == {"__ansible_unsafe"} else value
 
 
-
-
 # --- Compute Engine: recorded API responses on loopback ---------------------------------------------
 
 class FakeComputeEngine:
@@ -193,8 +191,8 @@ class FakeComputeEngine:
                               "authorization": handler.headers.get("Authorization"),
                               "body": handler.rfile.read(length).decode() if length else ""})
         if self.fail_with:
-            return self._send(handler, self.fail_with, _google_error(self.fail_with, "Request had insufficient "
-                                                                      "authentication scopes or was refused."))
+            message = "Request had insufficient authentication scopes or was refused."
+            return self._send(handler, self.fail_with, _google_error(self.fail_with, message))
         for pattern, method in self.ROUTES:
             match = pattern.match(url.path)
             if match:

@@ -154,8 +154,8 @@ def test_lab_spec_matches_the_static_lab_inventory(tmp_path):
         listing = inventory_list(ROOT / source, env, cwd=ROOT)
         groups = {group: group_hosts(listing, group) for group in listing
                   if group in ("gpu_nodes", "load_balancers", "monitoring") or group.startswith("region_")}
-        hostvars = {host: {key: value for key, value in hv.items() if key in ("gpufleet_region", "gpu_count",
-                                                                               "gpu_model")}
+        wanted = ("gpufleet_region", "gpu_count", "gpu_model")
+        hostvars = {host: {key: value for key, value in hv.items() if key in wanted}
                     for host, hv in listing["_meta"]["hostvars"].items()}
         views.append((groups, hostvars))
     assert views[0] == views[1]

@@ -66,6 +66,8 @@ def _failure_types(raw: str) -> tuple[str, ...]:
 
 
 def _knob(default: Any, help_text: str, parse: Callable[[str], Any], *, factory: Callable[[], Any] | None = None):
+    # The field is for the dataclass body that calls _knob(); pylint checks only where field() is called.
+    # pylint: disable=invalid-field-call
     metadata = {"help": help_text, "parse": parse}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)

@@ -221,7 +221,7 @@ class Engine:
         """Non-streamed: two sleeps (first token, last token) instead of one wake-up per token."""
         await self._first_token(seq)
         factor = self._load_factor()
-        gaps = [self._itl() * factor for _ in range(seq.max_tokens - 1)]
+        gaps = [self._itl() * factor for _token in range(seq.max_tokens - 1)]
         seq.planned_end = seq.first_token_at + sum(gaps)
         await _sleep_until(seq.planned_end)
         for gap in gaps:

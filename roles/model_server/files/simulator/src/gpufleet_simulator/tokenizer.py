@@ -21,7 +21,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def count_tokens(text: str) -> int:
-    return sum(1 for _ in _TOKEN.finditer(text))
+    return sum(1 for _match in _TOKEN.finditer(text))
 
 
 def chat_prompt(messages: list[dict]) -> str:
