@@ -41,7 +41,7 @@ def _port(host, name, value):
 
 def _listen_port(host, name, value):
     """The port of an ``[address]:port`` listen address (node exporter, Prometheus...)."""
-    _, colon, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    colon, port = value.rpartition(":")[1:] if isinstance(value, str) else ("", "")
     if not colon or not port.isdigit():
         raise HostFirewallError(f"{host}: {name} must be [address]:port, got {type_name(value)} {value!r}")
     return _port(host, name, port)
@@ -88,7 +88,7 @@ def _services(host, hv, in_group, defaults):
 def _check_one_service_per_port(host, services):
     """Two services on one port would share one verdict: the first one's reject would refuse the other's clients."""
     owners = {}
-    for service, variable, ports, _ in services:
+    for service, variable, ports, _allowed in services:
         for port in ports:
             if port in owners and owners[port][0] != service:
                 other, other_variable = owners[port]
