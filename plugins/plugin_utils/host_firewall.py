@@ -170,7 +170,7 @@ def host_firewall_rules(hostvars, groups, host, resolve=resolve_name, defaults=N
     group_sources = {group: [ipaddress.ip_network(address)
                              for source in dict.fromkeys(groups.get(group) or ())
                              for address in source_addresses(hostvars, host, source, resolve)]
-                     for group in dict.fromkeys(g for *_, allowed in services for g in allowed)}
+                     for group in dict.fromkeys(g for *_unused, allowed in services for g in allowed)}
     rules = []
     for service, variable, ports, allowed in services:
         sources = _by_family([n for group in allowed for n in group_sources[group]] + operators)

@@ -104,7 +104,8 @@ def test_removing_a_key_under_load_cuts_no_stream_of_the_other_keys(fleet, tmp_p
     kept = ["lab-admin", "lab-limited"]
     lines = ["nginx_lb_api_keys:"]
     for name in kept:
-        lines += [f"  - name: {name}", f"    key: \"{{{{ lookup('ansible.builtin.file', lab_api_key_dir ~ '/{name}') }}}}\""]
+        lookup = f"lookup('ansible.builtin.file', lab_api_key_dir ~ '/{name}')"
+        lines += [f"  - name: {name}", f'    key: "{{{{ {lookup} }}}}"']
         lines += ["    rate: 1000", "    burst: 1000", "    concurrency: 1000"]
     keys_file = tmp_path / "keys.yml"
     keys_file.write_text("\n".join(lines) + "\n")
