@@ -1,7 +1,7 @@
 """Requests per second of short non-streamed completions through the simulator on loopback.
 
 Starts `uvicorn --factory gpufleet_simulator.app:create_app` with zero latencies and drives it with
-CONCURRENCY keep-alive connections for DURATION seconds, after a warm-up; prints the median of ROUNDS.
+CONCURRENCY keep-alive connections for DURATION seconds, after a warm-up; prints the medians of ROUNDS: requests/s and the server's CPU time per request.
 The figure measures the simulator's own per-request cost (parsing, validation, bodies), which bounds the
 load the benchmarks can push through one instance.
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "simulator"))
 from sim_support import run_server
@@ -26,22 +26,46 @@ from sim_support import run_server
 BODY = {"model": "simulated-llm", "prompt": "Hello, how are you today?", "max_tokens": 4}
 
 
-async def drive(base_url: str, duration: float, concurrency: int) -> float:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
-        done = 0
-        deadline = time.monotonic() + duration
+def _request(port: int) -> bytes:
+    body = json.dumps(BODY).encode()
+    return (f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
-        async def worker() -> None:
-            nonlocal done
+
+async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    await reader.readexactly(length)
+
+
+async def drive(port: int, duration: float, concurrency: int) -> float:
+    """A hand-written keep-alive HTTP/1.1 client: cheap enough that the server, not the client, is measured."""
+    request = _request(port)
+    done = 0
+    deadline = time.monotonic() + duration
+
+    async def worker() -> None:
+        nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
             while time.monotonic() < deadline:
-                response = await client.post("/v1/completions", json=BODY)
-                assert response.status_code == 200, response.text
+                await _one(reader, writer, request)
                 done += 1
+        finally:
+            writer.close()
 
-        start = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.monotonic() - start)
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.monotonic() - start)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), so that a busy machine skews the cost less than the rate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -52,11 +76,17 @@ def main() -> None:
     args = parser.parse_args()
     settings = {"ttft_ms": 0, "itl_ms": 0, "prefill_ms_per_token": 0, "seed": 1}
     with tempfile.TemporaryDirectory() as tmp, run_server(Path(tmp), **settings) as server:
-        asyncio.run(drive(server.base_url, 1.0, args.concurrency))  # warm-up
-        rates = [asyncio.run(drive(server.base_url, args.duration, args.concurrency)) for _ in range(args.rounds)]
-    print(f"short non-streamed completions: {statistics.median(rates):.0f} req/s "
-          f"(median of {args.rounds} x {args.duration:g} s, {args.concurrency} connections; "
-          f"rounds: {', '.join(f'{rate:.0f}' for rate in rates)})")
+        port = int(server.base_url.rsplit(":", 1)[1])
+        asyncio.run(drive(port, 1.0, args.concurrency))  # warm-up
+        rates, costs = [], []
+        for _ in range(args.rounds):
+            before = cpu_seconds(server.process.pid)
+            rate = asyncio.run(drive(port, args.duration, args.concurrency))
+            rates.append(rate)
+            costs.append((cpu_seconds(server.process.pid) - before) / (rate * args.duration) * 1e6)
+    print(f"short non-streamed completions: {statistics.median(rates):.0f} req/s, server CPU "
+          f"{statistics.median(costs):.0f} us/request (medians of {args.rounds} x {args.duration:g} s, "
+          f"{args.concurrency} connections; req/s {', '.join(f'{rate:.0f}' for rate in rates)})")
 
 
 if __name__ == "__main__":
