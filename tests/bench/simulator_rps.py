@@ -1,9 +1,9 @@
 """Requests per second of short non-streamed completions through the simulator on loopback.
 
 Starts `uvicorn --factory gpufleet_simulator.app:create_app` with zero latencies and drives it with
-CONCURRENCY keep-alive connections for DURATION seconds, after a warm-up; prints the medians of ROUNDS: requests/s and the server's CPU time per request.
-The figure measures the simulator's own per-request cost (parsing, validation, bodies), which bounds the
-load the benchmarks can push through one instance.
+CONCURRENCY keep-alive connections for DURATION seconds, after a warm-up; prints the medians of ROUNDS:
+requests/s, and the server's CPU time per request, which a busy machine skews less than the rate. They bound
+the load the benchmarks can push through one instance.
 
     .venv/bin/python tests/bench/simulator_rps.py [--duration 5] [--rounds 3] [--concurrency 16]
 """
