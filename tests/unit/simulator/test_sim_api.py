@@ -101,7 +101,9 @@ def test_request_ids_are_echoed_or_generated_and_instance_is_reported(fast_serve
     ("POST", "/v1/models", None, 405, "MethodNotAllowedError"),
     ("POST", "/v1/completions", b"{not json", 400, "Bad Request"),
     ("POST", "/v1/completions", b"[1, 2]", 400, "Bad Request"),
-    ("POST", "/v1/completions", {"max_tokens": 3}, 400, "BadRequestError"),
+    # no prompt: CompletionRequest.validate_prompt_and_prompt_embeds, a model validator, so a body error
+    ("POST", "/v1/completions", {"max_tokens": 3}, 400, "Bad Request"),
+    ("POST", "/v1/completions", {"prompt": [], "max_tokens": 3}, 400, "BadRequestError"),
     ("POST", "/v1/completions", {"prompt": "a", "max_tokens": 0}, 400, "BadRequestError"),
     ("POST", "/v1/completions", {"prompt": "a", "stream": "maybe"}, 400, "Bad Request"),
     ("POST", "/v1/chat/completions", {"messages": []}, 400, "BadRequestError"),

@@ -5,6 +5,7 @@ Served with `uvicorn --factory gpufleet_simulator.app:create_app`, configured by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -17,6 +18,8 @@ from .errors import ApiError
 from .exchange import JSON, SSE, ClientGone, Exchange
 from .metrics import CONTENT_TYPE
 from .protocol import DONE, GenerationRequest, Responder, dumps, parse_chat, parse_completion
+from .tokenization import detokenize_answer, tokenize_answer
+from .tokenizer import Vocabulary
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -28,11 +31,14 @@ class SimulatorApp:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.engine = Engine(config)
+        self.vocabulary = Vocabulary()
         self._instance_id = config.instance_id.encode()
         self._routes: dict[str, dict[str, Callable[[Exchange], Awaitable[None]]]] = {
             "/v1/models": {"GET": self._models},
             "/v1/completions": {"POST": self._completions},
             "/v1/chat/completions": {"POST": self._chat_completions},
+            "/tokenize": {"POST": self._tokenize},
+            "/detokenize": {"POST": self._detokenize},
             "/health": {"GET": self._health},
             # vLLM answers /ping (GET or POST, for SageMaker) with its /health handler
             "/ping": {"GET": self._health, "POST": self._health},
@@ -119,42 +125,105 @@ class SimulatorApp:
     async def _chat_completions(self, exchange: Exchange) -> None:
         await self._generate(exchange, parse_chat)
 
-    async def _generate(self, exchange: Exchange, parse: Callable[[dict, str], GenerationRequest]) -> None:
+    async def _tokenize(self, exchange: Exchange) -> None:
         self._require_ready()
-        request = parse(await exchange.read_json(), self.config.model)
+        answer = tokenize_answer(await exchange.read_json(), self.config.model, self.config.max_model_len,
+                                 self.vocabulary)
+        await exchange.respond(200, dumps(answer))
+
+    async def _detokenize(self, exchange: Exchange) -> None:
+        self._require_ready()
+        answer = detokenize_answer(await exchange.read_json(), self.config.model, self.vocabulary)
+        await exchange.respond(200, dumps(answer))
+
+    async def _generate(self, exchange: Exchange, parse: Callable[..., GenerationRequest]) -> None:
+        self._require_ready()
+        request = parse(await exchange.read_json(), self.config.model, self.vocabulary)
         failure = self.engine.injected_failure()
         if failure is not None:
             raise failure
-        seq = self.engine.new_sequence(exchange.request_id, request.prompt_tokens, request.max_tokens, request.stop,
-                                       request.seed)
+        seqs = self.engine.new_sequences(exchange.request_id, request.prompts, request.max_tokens, n=request.n,
+                                         stop=request.stop, seed=request.seed)
         responder = Responder(request, exchange.request_id, self.config.model, self.engine.prefix_cache is not None)
         if request.stream:
-            self.engine.check_capacity()
+            self.engine.check_capacity(len(seqs))
             await exchange.start(200, SSE)
-            await exchange.run_until_disconnect(self._stream(exchange, seq, responder, request))
+            stream = self._stream if len(seqs) == 1 else self._stream_choices
+            await exchange.run_until_disconnect(stream(exchange, seqs, responder, request))
         else:
-            await exchange.run_until_disconnect(self._complete(exchange, seq, responder))
+            await exchange.run_until_disconnect(self._complete(exchange, seqs, responder))
 
-    async def _complete(self, exchange: Exchange, seq: Sequence, responder: Responder) -> None:
+    async def _run(self, seq: Sequence) -> str:
         async with self.engine.running(seq):
-            text = await self.engine.complete(seq)
-        await exchange.respond(200, responder.full(text, seq), JSON)
+            return await self.engine.complete(seq)
 
-    async def _stream(self, exchange: Exchange, seq: Sequence, responder: Responder,
+    async def _complete(self, exchange: Exchange, seqs: list[Sequence], responder: Responder) -> None:
+        if len(seqs) == 1:
+            texts = [await self._run(seqs[0])]
+        else:
+            tasks = [asyncio.ensure_future(self._run(seq)) for seq in seqs]
+            try:
+                texts = await asyncio.gather(*tasks)
+            finally:  # one choice failed or the client left: the others stop too (and count as aborted)
+                for task in tasks:
+                    task.cancel()
+        await exchange.respond(200, responder.full(texts, seqs), JSON)
+
+    async def _stream(self, exchange: Exchange, seqs: list[Sequence], responder: Responder,
                       request: GenerationRequest) -> None:
+        seq = seqs[0]
         last = seq.max_tokens - 1
         async with self.engine.running(seq):
             index = 0
             async for token in self.engine.stream(seq):
                 final = index == last
-                chunk = responder.token_chunk(token, seq.finish_reason if final else None,
+                chunk = responder.token_chunk(token, 0, seq.finish_reason if final else None,
                                               seq.stop_reason if final else None)
                 if index == 0 and request.chat:
-                    chunk = responder.role_chunk() + chunk  # vLLM sends the role with the first output
+                    chunk = responder.role_chunks(1) + chunk  # vLLM sends the role with the first output
                 await exchange.body(chunk)
                 index += 1
-        tail = responder.usage_chunk(seq) + DONE if request.include_usage else DONE
-        await exchange.body(tail, more=False)
+        await exchange.body(self._stream_tail(responder, request, seqs), more=False)
+
+    async def _stream_choices(self, exchange: Exchange, seqs: list[Sequence], responder: Responder,
+                              request: GenerationRequest) -> None:
+        """Several choices at once: each runs as its own sequence, chunks go out in the order tokens come."""
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def produce(choice: int, seq: Sequence) -> None:
+            last = seq.max_tokens - 1
+            async with self.engine.running(seq):
+                position = 0
+                async for token in self.engine.stream(seq):
+                    final = position == last
+                    chunks.put_nowait(responder.token_chunk(token, choice, seq.finish_reason if final else None,
+                                                            seq.stop_reason if final else None))
+                    position += 1
+
+        tasks = [asyncio.ensure_future(produce(choice, seq)) for choice, seq in enumerate(seqs)]
+        for task in tasks:
+            task.add_done_callback(lambda _: chunks.put_nowait(None))
+        try:
+            running, first = len(tasks), True
+            while running:
+                chunk = await chunks.get()
+                if chunk is None:
+                    running -= 1
+                    continue
+                if first and request.chat:
+                    chunk = responder.role_chunks(len(seqs)) + chunk
+                first = False
+                await exchange.body(chunk)
+            for task in tasks:
+                task.result()  # a choice that failed ends the stream with its error event
+        finally:
+            for task in tasks:
+                task.cancel()
+        await exchange.body(self._stream_tail(responder, request, seqs), more=False)
+
+    @staticmethod
+    def _stream_tail(responder: Responder, request: GenerationRequest, seqs: list[Sequence]) -> bytes:
+        return responder.usage_chunk(seqs) + DONE if request.include_usage else DONE
 
 
 def create_app(config: SimConfig | None = None) -> SimulatorApp:

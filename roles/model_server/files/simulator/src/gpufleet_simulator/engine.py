@@ -119,10 +119,9 @@ class Engine:
         status, type_, message = FAILURE_TYPES[kind]
         return ApiError(status, message, type_)
 
-    def new_sequence(self, request_id: str, prompt_tokens: list[str], max_tokens: int | None,
-                     stop: list[str] | None = None, seed: int | None = None) -> Sequence:
+    def _plan(self, prompt_len: int, max_tokens: int | None) -> tuple[int, str]:
         """Apply vLLM's length rules: explicit max_tokens must fit, the default is clipped to the context."""
-        limit, prompt_len = self.config.max_model_len, len(prompt_tokens)
+        limit = self.config.max_model_len
         if max_tokens is not None and prompt_len + max_tokens > limit:
             raise ApiError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
                                 f"{prompt_len + max_tokens} tokens ({prompt_len} in the messages, {max_tokens} in "
@@ -133,22 +132,39 @@ class Engine:
                                 f"contains {prompt_len} tokens. Please reduce the length of the prompt.",
                            param="messages")
         if max_tokens is not None:
-            count, reason = max_tokens, "length"
-        else:
-            count = min(self.config.output_tokens, limit - prompt_len)
-            reason = "stop" if count == self.config.output_tokens else "length"
+            return max_tokens, "length"
+        count = min(self.config.output_tokens, limit - prompt_len)
+        return count, "stop" if count == self.config.output_tokens else "length"
+
+    def new_sequences(self, request_id: str, prompts: list[list[str]], max_tokens: int | None, *, n: int = 1,
+                      stop: list[str] | None = None, seed: int | None = None) -> list[Sequence]:
+        """One sequence per choice of each prompt, prompt-major, as vLLM fans a request out into child requests.
+
+        Every prompt is checked before any sequence exists, so a batch with one prompt too long runs nothing.
+        """
+        plans = [self._plan(len(prompt), max_tokens) for prompt in prompts]
         if self.request_log is not None:
             self.request_log.record(request_id)
-        # a seed makes the text reproducible, as vLLM's per-request generator does; timing stays on the shared rng
-        rng = self.rng if seed is None else random.Random(seed)
-        seq = Sequence(request_id, prompt_tokens, filler_tokens(rng, count), reason)
-        if stop:
-            cut_at_stop(seq, stop)
-        return seq
+        seqs = []
+        for prompt, (count, reason) in zip(prompts, plans, strict=True):
+            for index in range(n):
+                # a seed makes the text reproducible, as vLLM's per-request generator does; child j of n gets
+                # seed + j (ParentRequest._get_child_sampling_params, vllm/v1/engine/parallel_sampling.py);
+                # timing stays on the shared rng
+                rng = self.rng if seed is None else random.Random(seed + index)
+                seq = Sequence(request_id, prompt, filler_tokens(rng, count), reason)
+                if stop:
+                    cut_at_stop(seq, stop)
+                seqs.append(seq)
+        return seqs
 
-    def check_capacity(self) -> None:
-        """Reject before any response header is sent when the bounded waiting queue is full."""
-        if not self.scheduler.has_room():
+    def new_sequence(self, request_id: str, prompt_tokens: list[str], max_tokens: int | None,
+                     stop: list[str] | None = None, seed: int | None = None) -> Sequence:
+        return self.new_sequences(request_id, [prompt_tokens], max_tokens, stop=stop, seed=seed)[0]
+
+    def check_capacity(self, count: int = 1) -> None:
+        """Reject before any response header is sent when the bounded waiting queue cannot take count more."""
+        if not self.scheduler.has_room(count):
             raise ApiError(503, f"Service is overloaded: waiting queue is full ({self.config.max_waiting} requests).")
 
     @asynccontextmanager

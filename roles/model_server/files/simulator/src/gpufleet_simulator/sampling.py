@@ -58,12 +58,17 @@ def _invalid_unsupported(param: str) -> ApiError:
     return ApiError(400, f"'{param}' is not supported by the gpufleet simulator.", "BadRequestError", param)
 
 
+def invalid_body(exc: ValidationError) -> ApiError:
+    """As vLLM's validation_exception_handler answers a request model that does not validate."""
+    message = f"{exc} {exc.errors(include_url=False, include_context=False)}"
+    return ApiError(400, message, HTTPStatus.BAD_REQUEST.phrase)
+
+
 def parse_fields(body: dict) -> SamplingFields:
     try:
         return SamplingFields.model_validate(body)
     except ValidationError as exc:
-        message = f"{exc} {exc.errors(include_url=False, include_context=False)}"
-        raise ApiError(400, message, HTTPStatus.BAD_REQUEST.phrase) from None
+        raise invalid_body(exc) from None
 
 
 def _invalid(message: str, param: str | None = None, value: object = None) -> ApiError:

@@ -29,10 +29,12 @@ class Scheduler(Generic[T]):
     def num_waiting(self) -> int:
         return len(self._waiting)
 
-    def has_room(self) -> bool:
-        """Whether admit() would run or queue the next item rather than reject it."""
-        free_slot = not self._waiting and len(self.running) < self.max_running
-        return free_slot or not self.max_waiting or len(self._waiting) < self.max_waiting
+    def has_room(self, count: int = 1) -> bool:
+        """Whether admit() would run or queue the next count items rather than reject any."""
+        if not self.max_waiting:
+            return True
+        free = 0 if self._waiting else max(self.max_running - len(self.running), 0)
+        return len(self._waiting) + max(count - free, 0) <= self.max_waiting
 
     async def admit(self, item: T) -> float:
         """Wait for a slot; returns the monotonic time the item started running."""
