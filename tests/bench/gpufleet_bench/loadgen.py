@@ -85,13 +85,23 @@ def _headers(target: Target, record: Record) -> dict[str, str]:
 
 async def run_requests(target: Target, requests: Sequence[Request], send_times: Sequence[float], *,
                        max_concurrency: int | None = None, max_duration_s: float | None = None,
-                       id_prefix: str = "req") -> RunResult:
-    """Send requests[i] at send_times[i] (seconds from the start), holding at most max_concurrency in flight."""
+                       id_prefix: str = "req", warm_connections: int = 0) -> RunResult:
+    """Send requests[i] at send_times[i] (seconds from the start), holding at most max_concurrency in flight.
+
+    warm_connections: open that many connections first (concurrent GET /v1/models, not recorded), so that
+    the run measures a client that already holds its connections, TLS handshakes done.
+    """
     if len(send_times) != len(requests):
         raise ValueError("one send time per request")
     records: list[Record] = []
     async with aiohttp.ClientSession(connector=_connector(max_concurrency, target.tls)) as http:
         model = target.model or await discover_model(http, target)
+
+        async def warm() -> None:
+            async with http.get(target.base_url.rstrip("/") + "/v1/models", headers=target.headers) as response:
+                await response.read()
+
+        await asyncio.gather(*(warm() for _ in range(warm_connections)))
         limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         tasks = []
         started_at = time.perf_counter()
