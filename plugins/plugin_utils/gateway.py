@@ -106,11 +106,11 @@ def validate_load_balancer(host, hv, defaults, served=None):
     return errors
 
 
-def _check_routable_models(hostvars, gpu_nodes, load_balancers):
+def _check_routable_models(hostvars, servers, load_balancers):
     """A model is reachable only through a load balancer; at least one region that serves it needs one."""
     lb_regions = {hostvars[host].get("gpufleet_region") for host in load_balancers}
     regions, hosts = {}, {}
-    for server in fleet_model_servers(hostvars, gpu_nodes):
+    for server in servers:
         regions.setdefault(server["model"], set()).add(server["region"])
         hosts.setdefault(server["model"], []).append(server["host"])
     return [f"{', '.join(dict.fromkeys(hosts[model]))}: gpufleet_model {model!r} is served only in "
@@ -126,10 +126,11 @@ def validate_gateway(hostvars, groups, defaults, hosts=None):
                 for error in validate_load_balancer(host, hostvars[host], defaults)]
     gpu_nodes = list(dict.fromkeys(groups.get("gpu_nodes", [])))
     try:
-        served = {server["model"] for server in fleet_model_servers(hostvars, gpu_nodes)}
-        errors = _check_routable_models(hostvars, gpu_nodes, load_balancers)
+        servers = fleet_model_servers(hostvars, gpu_nodes)
     except ValueError:
         return []  # a layout no model server can be built from: validate_fleet reports it
+    served = {server["model"] for server in servers}
+    errors = _check_routable_models(hostvars, servers, load_balancers)
     for host in load_balancers:
         errors.extend(validate_load_balancer(host, hostvars[host], defaults, served))
     return errors
