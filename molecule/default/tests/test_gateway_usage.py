@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address
-from conftest import chat, wait_until
+from conftest import MODEL_A, chat, wait_until
 from lab_traffic import ADMIN_KEY
 
 REQUESTS = 4
@@ -58,3 +58,52 @@ def test_requests_through_each_load_balancer_are_counted_by_its_mtail(fleet, pro
     wait_until(counted, WAIT_S, f"{REQUESTS} more 200s of key {ADMIN_KEY} on each mtail {instance}", interval=2)
     tokens = _query(prometheus, f'gpufleet_gateway_completion_tokens_total{{job="gateway_usage",key="{ADMIN_KEY}"}}')
     assert {series["metric"]["instance"] for series in tokens} == set(instance.values())
+
+
+def _streams(prometheus, end):
+    """{region: streams of the admin key that ended ``end``}, summed over each region's load balancers."""
+    result = _query(prometheus, f'sum by (region) (gpufleet_gateway_streams_total'
+                                f'{{job="gateway_usage",key="{ADMIN_KEY}",end="{end}"}})')
+    return {series["metric"]["region"]: float(series["value"][1]) for series in result}
+
+
+def _whole_and_cut_streams(fleet):
+    """Through each region's load balancer: one stream read to its end, one the client leaves mid-way."""
+    body = {"model": MODEL_A, "stream": True, "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Say something about load balancers."}]}
+    with fleet.client() as client:
+        for region in fleet.regions:
+            url = f"{fleet.lb_url(region)}/v1/chat/completions"
+            with client.stream("POST", url, json=body, timeout=60) as whole:
+                assert whole.status_code == 200 and [line for line in whole.iter_lines() if line][-1] == "data: [DONE]"
+            # An answer of about 1 s (the lab's simulators: 64 tokens, 15 ms apart), left after its first event.
+            with client.stream("POST", url, json=dict(body, max_tokens=400), timeout=60) as left:
+                assert left.status_code == 200
+                next(line for line in left.iter_lines() if line.startswith("data: {"))
+
+
+def test_a_stream_cut_mid_way_counts_as_an_error_at_the_front_door(fleet, prometheus):
+    """NGINX logs a stream the client left mid-way as the 200 it began with; the usage log's stream=cut reaches
+    mtail, Prometheus and the front door's error ratio, while a whole stream counts as done."""
+    # mtail creates a series at its first increment, which rate() cannot see (the series starts at 1): the first
+    # round makes the series, the second is what the recorded ratios must show.
+    for round_ in ("first", "second"):
+        before = {end: _streams(prometheus, end) for end in ("done", "cut")}
+        _whole_and_cut_streams(fleet)
+
+        def counted(before=before):
+            now = {end: _streams(prometheus, end) for end in ("done", "cut")}
+            return all(now[end].get(region, 0) - before[end].get(region, 0) >= 1
+                       for end in ("done", "cut") for region in fleet.regions)
+
+        wait_until(counted, WAIT_S, f"{round_} round: a whole and a cut stream of key {ADMIN_KEY} counted in each "
+                   "region", interval=2)
+
+    def recorded():
+        ratios = {s["metric"]["region"]: float(s["value"][1])
+                  for s in _query(prometheus, "region:gpufleet_gateway_streams_cut:ratio")}
+        errors = {s["metric"]["region"]: float(s["value"][1])
+                  for s in _query(prometheus, "region:gpufleet_gateway_errors:ratio")}
+        return all(ratios.get(region, 0) > 0 and errors.get(region, 0) > 0 for region in fleet.regions)
+
+    wait_until(recorded, WAIT_S, "the cut streams in each region's recorded error ratio", interval=2)

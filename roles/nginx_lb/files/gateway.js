@@ -48,9 +48,13 @@ function route(r) {
 }
 
 // Response body filter: the token counts of a response that carries usage (every non-streamed one, a
-// stream with stream_options.include_usage), for the usage log. Chunks pass on unchanged and at once.
+// stream with stream_options.include_usage), for the usage log, and whether a stream (server-sent events)
+// reached its last event, "data: [DONE]": NGINX logs a stream cut mid-way as the 200 it began with, so
+// $gpufleet_stream ("-", "open", "done") is what tells a cut stream from a whole one. Chunks pass on unchanged
+// and at once.
 var PROMPT_TOKENS = /"prompt_tokens" *: *([0-9]+)/;
 var COMPLETION_TOKENS = /"completion_tokens" *: *([0-9]+)/;
+var STREAM_END = 'data: [DONE]';
 
 function usage(r, data, flags) {
     if (data.indexOf('"usage":{') !== -1 || data.indexOf('"usage": {') !== -1) {
@@ -62,6 +66,20 @@ function usage(r, data, flags) {
         if (completion) {
             r.variables.gpufleet_completion_tokens = completion[1];
         }
+    }
+    var stream = r.variables.gpufleet_stream;
+    if (stream === '-' && (r.headersOut['Content-Type'] || '').indexOf('text/event-stream') === 0) {
+        stream = 'open';
+    }
+    if (stream === 'open') {
+        // The end marker may arrive split over two reads: look at the previous chunk's tail too.
+        var seen = r.variables.gpufleet_stream_tail + data;
+        if (seen.indexOf(STREAM_END) !== -1) {
+            stream = 'done';
+        } else {
+            r.variables.gpufleet_stream_tail = seen.slice(-(STREAM_END.length - 1));
+        }
+        r.variables.gpufleet_stream = stream;
     }
     r.sendBuffer(data, flags);
 }

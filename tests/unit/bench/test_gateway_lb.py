@@ -6,6 +6,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -180,3 +181,54 @@ def test_gixy_finds_nothing_in_the_rendered_gateway_config(tmp_path):
     findings = json.loads(result.stdout or "[]")
     assert findings == [], json.dumps(findings, indent=1)
     assert shutil.which("nginx", path="/usr/sbin:/usr/bin") is not None
+
+
+def _usage_lines(path, count, timeout_s=10):
+    """The usage log once it holds ``count`` lines (NGINX writes a line when a request ends)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} usage lines within {timeout_s} s: {lines}")
+
+
+def test_the_usage_log_tells_whole_streams_from_cut_ones(tmp_path):
+    """NGINX logs a stream as the 200 it began with, however it ends; the usage log's stream= says whether its
+    last event (data: [DONE]) passed: done, or cut when the model server died mid-way or the client left."""
+    slow = dict(INSTANT, itl_ms=20, output_tokens=60)  # a 60-token stream takes about 1.2 s
+    ports = {"model-a": free_port(), "model-b": free_port()}
+    lb_port = free_port()
+    conf = _render(tmp_path, _gpu_nodes(ports["model-a"], ports["model-b"]), lb_port)
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 60, "stream": True}
+    with fixtures.simulators([ports["model-a"]], tmp_path, dict(slow, model="model-a")) as (dying,), \
+            fixtures.simulators([ports["model-b"]], tmp_path, dict(slow, model="model-b")), \
+            fixtures.nginx(conf, lb_port, tmp_path) as lb, \
+            httpx.Client(base_url=lb.url, timeout=10, headers=_bearer(KEY_ADMIN)) as client:
+        with client.stream("POST", "/v1/chat/completions", json=dict(chat, model="model-b")) as whole:
+            events = [line for line in whole.iter_lines() if line]
+        assert events[-1] == "data: [DONE]"
+        _usage_lines(tmp_path / "usage.log", 1)
+        answered = client.post("/v1/completions", json={"model": "model-b", "prompt": "hi", "max_tokens": 2})
+        assert answered.status_code == 200
+        _usage_lines(tmp_path / "usage.log", 2)
+        with client.stream("POST", "/v1/chat/completions", json=dict(chat, model="model-b")) as left:
+            for index, _ in enumerate(left.iter_lines()):
+                if index == 4:
+                    break  # the client goes away mid-stream
+        _usage_lines(tmp_path / "usage.log", 3)
+        with pytest.raises(httpx.RemoteProtocolError), \
+                client.stream("POST", "/v1/chat/completions", json=dict(chat, model="model-a")) as crashed:
+            for index, _ in enumerate(crashed.iter_lines()):
+                if index == 4:
+                    dying.kill()  # the model server dies mid-stream
+        lines = _usage_lines(tmp_path / "usage.log", 4)
+    ends = [(field("model", line), field("status", line), field("stream", line)) for line in lines]
+    assert ends == [("model-b", "200", "done"), ("model-b", "200", "-"), ("model-b", "200", "cut"),
+                    ("model-a", "200", "cut")]
+    assert all(field("stream", line) for line in (tmp_path / "access.log").read_text().splitlines())
+
+
+def field(name, line):
+    return dict(part.split("=", 1) for part in line.split() if "=" in part).get(name)

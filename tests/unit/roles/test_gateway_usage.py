@@ -41,6 +41,16 @@ MORE_LINES = [
     "key=team-a model=simulated-llm status=200 prompt_tokens=100 completion_tokens=- rt=2.0",
     "this is not a usage line",
 ]
+# The format with how a stream ended (nginx_lb logs stream= since issue 11): streams whole and cut, an answer
+# that is no stream, and a malformed end marker (another format: unparsed).
+STREAM_LINES = [
+    "key=team-a model=simulated-llm status=200 prompt_tokens=- completion_tokens=- stream=done rt=0.170",
+    "key=team-a model=simulated-llm status=200 prompt_tokens=- completion_tokens=- stream=done rt=0.210",
+    "key=team-a model=simulated-llm status=200 prompt_tokens=- completion_tokens=- stream=cut rt=0.248",
+    "key=team-b model=simulated-llm-small status=200 prompt_tokens=9 completion_tokens=4 stream=cut rt=0.081",
+    "key=team-b model=simulated-llm-small status=200 prompt_tokens=9 completion_tokens=4 stream=- rt=0.050",
+    "key=team-b model=simulated-llm-small status=200 prompt_tokens=- completion_tokens=- stream=open rt=0.050",
+]
 HOSTS = {
     "lb": {},
     "bad_port": {"gateway_usage_port": 70000},
@@ -248,6 +258,19 @@ def test_real_mtail_counts_requests_and_sums_tokens_per_key_and_model(server):
     assert per_key_model(final, "gpufleet_gateway_completion_tokens_total") == {
         "team-a simulated-llm": 64 + 16, "team-b simulated-llm-small": 7}
     assert final[("gpufleet_gateway_unparsed_lines_total", ())] == 1
+
+
+def test_real_mtail_counts_streams_by_how_they_ended(server):
+    append(server.log, STREAM_LINES)
+    samples = server.wait_for_requests(5)
+    streams = {" ".join(dict(labels)[name] for name in ("key", "model", "end")): value
+               for (metric, labels), value in samples.items() if metric == "gpufleet_gateway_streams_total"}
+    assert streams == {"team-a simulated-llm done": 2, "team-a simulated-llm cut": 1,
+                       "team-b simulated-llm-small cut": 1}
+    # Every line of the format is a request, stream or not; the unknown end marker is no line of the format.
+    assert requests(samples) == {"team-a simulated-llm 200": 3, "team-b simulated-llm-small 200": 2}
+    assert per_key_model(samples, "gpufleet_gateway_prompt_tokens_total") == {"team-b simulated-llm-small": 18}
+    assert samples[("gpufleet_gateway_unparsed_lines_total", ())] == 1
 
 
 def test_real_mtail_request_time_histogram_per_key(server):
