@@ -96,6 +96,21 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+@pytest.fixture(scope="module")
+def prometheus(fleet):
+    """The lab's Prometheus, on the port the monitoring host publishes on this machine."""
+    monitoring = fleet.groups["monitoring"][0]
+    port = str(fleet.hostvars[monitoring].get("prometheus_listen_address", ":9090")).rsplit(":", 1)[1]
+    with httpx.Client(base_url=published_url(fleet.hostvars[monitoring], int(port), "http"), timeout=30) as client:
+        yield client
+
+
+def prom_query(prometheus: httpx.Client, expr: str) -> list[dict]:
+    body = prometheus.get("/api/v1/query", params={"query": expr}).json()
+    assert body.get("status") == "success", f"{expr}: {body}"
+    return body["data"]["result"]
+
+
 def run_playbook(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     # Plain, unwrapped output, so that tests can search it for a message.
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CALLBACK_RESULT_FORMAT="json")

@@ -5,10 +5,8 @@ Tests here take no `host` fixture, so they run once."""
 
 from __future__ import annotations
 
-import httpx
-import pytest
 from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address
-from conftest import MODEL_A, chat, wait_until
+from conftest import MODEL_A, chat, prom_query, wait_until
 from lab_traffic import ADMIN_KEY
 
 REQUESTS = 4
@@ -16,25 +14,9 @@ REQUESTS = 4
 WAIT_S = 60
 
 
-@pytest.fixture(scope="module")
-def prometheus(fleet):
-    monitoring = fleet.groups["monitoring"][0]
-    port = str(fleet.hostvars[monitoring].get("prometheus_listen_address", ":9090")).rsplit(":", 1)[1]
-    address, host_port = next(entry.rsplit(":", 2)[:2] for entry in fleet.hostvars[monitoring]["lab_publish"]
-                              if entry.rsplit(":", 1)[1] == port)
-    with httpx.Client(base_url=f"http://{address}:{host_port}", timeout=30) as client:
-        yield client
-
-
-def _query(prometheus, expr):
-    body = prometheus.get("/api/v1/query", params={"query": expr}).json()
-    assert body.get("status") == "success", f"{expr}: {body}"
-    return body["data"]["result"]
-
-
 def _counted(prometheus, status):
     """{instance: requests of the admin key with this status}, from each load balancer's mtail."""
-    result = _query(prometheus, f'sum by (instance) (gpufleet_gateway_requests_total'
+    result = prom_query(prometheus, f'sum by (instance) (gpufleet_gateway_requests_total'
                                 f'{{job="gateway_usage",key="{ADMIN_KEY}",status="{status}"}})')
     return {series["metric"]["instance"]: float(series["value"][1]) for series in result}
 
@@ -42,7 +24,7 @@ def _counted(prometheus, status):
 def test_requests_through_each_load_balancer_are_counted_by_its_mtail(fleet, prometheus):
     instance = {region: f"{host_address(fleet.hostvars, lb)}:{fleet.hostvars[lb].get('gateway_usage_port', 3903)}"
                 for region in fleet.regions for lb in [fleet.load_balancer(region)]}
-    up = {s["metric"]["instance"] for s in _query(prometheus, 'up{job="gateway_usage"} == 1')}
+    up = {s["metric"]["instance"] for s in prom_query(prometheus, 'up{job="gateway_usage"} == 1')}
     assert up == set(instance.values())
     before = _counted(prometheus, "200")
     with fleet.client() as client:
@@ -56,13 +38,14 @@ def test_requests_through_each_load_balancer_are_counted_by_its_mtail(fleet, pro
         return all(now.get(i, 0) - before.get(i, 0) >= REQUESTS for i in instance.values())
 
     wait_until(counted, WAIT_S, f"{REQUESTS} more 200s of key {ADMIN_KEY} on each mtail {instance}", interval=2)
-    tokens = _query(prometheus, f'gpufleet_gateway_completion_tokens_total{{job="gateway_usage",key="{ADMIN_KEY}"}}')
+    tokens = prom_query(prometheus,
+                        f'gpufleet_gateway_completion_tokens_total{{job="gateway_usage",key="{ADMIN_KEY}"}}')
     assert {series["metric"]["instance"] for series in tokens} == set(instance.values())
 
 
 def _streams(prometheus, end):
     """{region: streams of the admin key that ended ``end``}, summed over each region's load balancers."""
-    result = _query(prometheus, f'sum by (region) (gpufleet_gateway_streams_total'
+    result = prom_query(prometheus, f'sum by (region) (gpufleet_gateway_streams_total'
                                 f'{{job="gateway_usage",key="{ADMIN_KEY}",end="{end}"}})')
     return {series["metric"]["region"]: float(series["value"][1]) for series in result}
 
@@ -101,9 +84,9 @@ def test_a_stream_cut_mid_way_counts_as_an_error_at_the_front_door(fleet, promet
 
     def recorded():
         ratios = {s["metric"]["region"]: float(s["value"][1])
-                  for s in _query(prometheus, "region:gpufleet_gateway_streams_cut:ratio")}
+                  for s in prom_query(prometheus, "region:gpufleet_gateway_streams_cut:ratio")}
         errors = {s["metric"]["region"]: float(s["value"][1])
-                  for s in _query(prometheus, "region:gpufleet_gateway_errors:ratio")}
+                  for s in prom_query(prometheus, "region:gpufleet_gateway_errors:ratio")}
         return all(ratios.get(region, 0) > 0 and errors.get(region, 0) > 0 for region in fleet.regions)
 
     wait_until(recorded, WAIT_S, "the cut streams in each region's recorded error ratio", interval=2)

@@ -152,7 +152,8 @@ def test_every_expected_target_is_up(fleet, prometheus):
 
 @pytest.fixture(scope="module")
 def traffic(fleet):
-    """Chat completions through every load balancer; returns {load balancer: status codes}."""
+    """Chat completions through every load balancer, every other one streamed; returns {load balancer: status
+    codes}."""
     hostvars = fleet["hostvars"]
     statuses = {}
     for lb in fleet["load_balancers"]:
@@ -161,7 +162,7 @@ def traffic(fleet):
         with lab_client(hostvars[lb], base_url=published_url(hostvars[lb], 443, "https"),
                         timeout=HTTP_TIMEOUT) as client:
             statuses[lb] = [client.post("/v1/chat/completions", json={
-                "model": model, "max_tokens": 16,
+                "model": model, "max_tokens": 16, "stream": n % 2 == 1,
                 "messages": [{"role": "user", "content": f"verify request {n}"}]}).status_code
                 for n in range(REQUESTS_PER_LOAD_BALANCER)]
     return statuses

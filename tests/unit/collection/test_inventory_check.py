@@ -36,6 +36,15 @@ def set_var(group, host, name, value):
     return edit
 
 
+def set_scaling_pools(pools):
+    """The pools on the monitoring host; auth off, so that only the pools break the copy of the lab (its API
+    keys live in group_vars, which the copy leaves behind)."""
+    def edit(children):
+        children["load_balancers"]["vars"] = {**(children["load_balancers"].get("vars") or {}), "nginx_lb_auth": False}
+        set_var("monitoring", "lab-monitoring", "prometheus_scaling_pools", pools)(children)
+    return edit
+
+
 def add_lonely_load_balancer(children):
     children["region_ap_south"] = {"hosts": {"lab-aps-lb": {"ansible_host": "192.0.2.2"}},
                                    "vars": {"gpufleet_region": "ap-south"}}
@@ -72,8 +81,12 @@ def share_the_load_balancers_address(children):
      "lab-use-gpu1: model server port 8081 on 192.0.2.10 is already used by lab-use-lb (nginx_lb_status_port)"),
     (set_var("gpu_nodes", "lab-euw-gpu1", "model_server_base_port", 443),
      "lab-euw-gpu1: model_server_base_port must be an integer from 1024 to 65535, got int 443"),
+    (set_scaling_pools([{"region": "us-east", "model": "simulated-llm", "min": 3, "max": 2}]),
+     "prometheus_scaling_pools[0]: min 3 is above max 2"),
+    (set_scaling_pools([{"region": "eu-west", "model": "simulated-llm-large", "min": 1, "max": 2}]),
+     "prometheus_scaling_pools[0]: no GPU node of region 'eu-west' serves model 'simulated-llm-large'"),
 ], ids=["no-gpu-count", "tensor-parallel", "port-clash", "lonely-lb", "unknown-engine", "wrong-type",
-        "default-port-clash", "privileged-port"])
+        "default-port-clash", "privileged-port", "scaling-min-above-max", "scaling-pool-without-instances"])
 def test_a_bad_inventory_fails_before_any_host_changes(tmp_path, edit, message):
     result = site(inventory(tmp_path, edit))
     assert result.returncode != 0
