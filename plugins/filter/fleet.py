@@ -1,9 +1,10 @@
 # Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
-"""Filters that expose the fleet layout (plugins/module_utils/fleet.py) to templates."""
+"""Filters that expose the fleet layout (plugins/plugin_utils/fleet.py) to templates."""
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.filter_errors import raising_filter_errors
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import (
     FleetLayoutError,
     fleet_model_servers,
     fleet_models,
@@ -11,7 +12,6 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (
     model_server_instances,
     served_model,
 )
-from ansible_collections.gpufleet.llm.plugins.plugin_utils.filter_errors import raising_filter_errors
 
 
 class FilterModule:

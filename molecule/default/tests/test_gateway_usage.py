@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import host_address
 from conftest import chat, wait_until
 from lab_traffic import ADMIN_KEY
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers, host_address
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers, host_address
 from inventory_listing import group_hosts
 from monitoring_support import (
     FIXTURE_INVENTORY,

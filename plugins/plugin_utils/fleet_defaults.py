@@ -11,12 +11,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-try:
-    import yaml
-except ImportError:  # module_utils also ship to hosts, which may lack PyYAML; these functions run on the controller
-    yaml = None
+import yaml  # plugin_utils run on the controller only, where ansible-core brings PyYAML
 
-# This file is plugins/module_utils/fleet_defaults.py of the collection; roles/ is beside plugins/.
+# This file is plugins/plugin_utils/fleet_defaults.py of the collection; roles/ is beside plugins/.
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 CONTRACT_VARIABLES = {
