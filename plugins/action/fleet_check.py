@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import validate_fleet
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import validate_fleet
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import role_defaults
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.gateway import validate_gateway
 
 

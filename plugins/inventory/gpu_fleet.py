@@ -14,7 +14,7 @@ description:
   - Groups C(gpu_nodes), C(load_balancers), C(monitoring), C(region_<region>) and C(gpu_<model>),
     where every character outside C([A-Za-z0-9_]) becomes C(_) and model names are lowercased
     (C(us-east) gives C(region_us_east), C(NVIDIA A100 80GB) gives C(gpu_nvidia_a100_80gb)).
-    The rule lives in C(plugins/module_utils/gpu_fleet_names.py).
+    The rule lives in C(plugins/plugin_utils/gpu_fleet_names.py).
   - A host named twice (in two regions, or twice in one), a host range that expands to nothing,
     an unknown source or a field of the wrong type is an error naming the field and the file.
   - A cloud API that cannot be reached or refuses the credentials is one clear error; when the
@@ -227,14 +227,14 @@ import time
 from ansible.errors import AnsibleError, AnsibleOptionsError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.unsafe_proxy import wrap_var
-from ansible_collections.gpufleet.llm.plugins.module_utils import gpu_fleet_ec2, gpu_fleet_gce
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_cloud import SourceUnavailable
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils import gpu_fleet_ec2, gpu_fleet_gce
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_cloud import SourceUnavailable
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import (
     ROLE_GROUPS,
     gpu_model_group,
     region_group,
 )
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_spec import (
     CLOUD_KINDS,
     SpecError,
     check_records,

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers
 
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_KEY_LENGTH = 32

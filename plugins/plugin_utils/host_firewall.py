@@ -1,9 +1,9 @@
 # Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Controller-only: which of a fleet host's TCP ports its firewall restricts, and to whom (roles/host_firewall).
 
-Every port is read where it is owned: the model servers' from the fleet layout (module_utils/fleet.py), the
+Every port is read where it is owned: the model servers' from the fleet layout (plugin_utils/fleet.py), the
 others from the host's own variable or, when the inventory leaves it unset, from its role's default
-(module_utils/fleet_defaults.py). Sources are fleet hosts' addresses (fleet.host_address) and the operator
+(plugin_utils/fleet_defaults.py). Sources are fleet hosts' addresses (fleet.host_address) and the operator
 networks; loopback is accepted by the template, before any of these rules.
 """
 
@@ -13,10 +13,10 @@ import functools
 import ipaddress
 import socket
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import FleetLayoutError, model_server_instances
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address as fleet_host_address
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import exposed_port_defaults
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import type_name
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import FleetLayoutError, model_server_instances
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import host_address as fleet_host_address
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import exposed_port_defaults
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_spec import type_name
 
 OPERATOR_NETWORKS = "gpufleet_operator_networks"
 CIDR_EXAMPLES = "such as 192.0.2.0/24 or 2001:db8::/32"

@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / ".collections"))
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import validate_fleet  # noqa: E402
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults  # noqa: E402
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import validate_fleet  # noqa: E402
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import role_defaults  # noqa: E402
 
 REGIONS = 8
 TARGET_S = {4000: 1.0}

@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".collections"))
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import (  # noqa: E402
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import (  # noqa: E402
     gpu_model_group,
     region_group,
 )

@@ -45,7 +45,7 @@ class Fleet:
     def __init__(self):
         inventory = _inventory()
         sys.path.insert(0, str(REPO / ".collections"))
-        from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers
+        from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers
 
         self.hostvars = inventory["_meta"]["hostvars"]
         self.gpu_nodes = sorted(inventory["gpu_nodes"]["hosts"])

@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / ".collections"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers  # noqa: E402
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers  # noqa: E402
 from inventory_listing import group_hosts  # noqa: E402
 from lab_traffic import ADMIN_KEY, lab_client, published_url  # noqa: E402
 

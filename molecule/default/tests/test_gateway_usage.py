@@ -5,7 +5,7 @@ Tests here take no `host` fixture, so they run once."""
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import host_address
 from conftest import MODEL_A, chat, prom_query, wait_until
 from lab_traffic import ADMIN_KEY
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / ".collections"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "monitoring"))
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (  # noqa: E402
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import (  # noqa: E402
     fleet_model_servers,
     host_address,
 )

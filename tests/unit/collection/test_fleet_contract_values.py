@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import contract_int, validate_fleet
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import contract_int, validate_fleet
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import role_defaults
 from test_fleet_layout import fleet
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,10 +1,10 @@
-"""The fleet layout and the inventory contract check (plugins/module_utils/fleet.py)."""
+"""The fleet layout and the inventory contract check (plugins/plugin_utils/fleet.py)."""
 
 from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import (
     DEFAULT_BASE_PORT,
     DEFAULT_TENSOR_PARALLEL_SIZE,
     FleetLayoutError,
@@ -12,7 +12,7 @@ from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import (
     model_server_instances,
     validate_fleet,
 )
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import region_group
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -124,7 +124,7 @@ def test_checks_can_be_limited_to_some_hosts():
 
 
 def test_a_retired_node_drops_out_of_the_layout():
-    from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers
 
     hostvars = {"a": {"gpufleet_region": "r", "gpu_count": 2}, "b": {"gpufleet_region": "r", "gpu_count": 2,
                                                                      "gpufleet_retired": True}}

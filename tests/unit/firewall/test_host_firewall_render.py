@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import host_address as fleet_host_address
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import host_address as fleet_host_address
 from inventory_listing import group_hosts
 from test_host_firewall_rules import ALERTMANAGER, GATEWAY_USAGE, NGINX_EXPORTER, NODE_EXPORTER, PROMETHEUS
 

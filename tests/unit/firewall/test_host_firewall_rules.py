@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import model_server_instances
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import model_server_instances
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import (
     exposed_port_defaults,
 )
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.host_firewall import (

@@ -2,8 +2,8 @@
 variable before any host changes, and never a key's value in a message."""
 
 import pytest
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers, validate_fleet
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers, validate_fleet
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import role_defaults
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.gateway import key_limits, limit_zones, validate_gateway
 
 GOOD = "k" * 40

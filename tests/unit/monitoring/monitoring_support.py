@@ -48,15 +48,17 @@ def find_tool(name):
     pytest.fail(f"{name} not found: run `make promtool` (it unpacks Debian's prometheus package into .cache/)")
 
 
-def ansible_env():
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
+def ansible_env(collections=ROOT / ".collections"):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1",
                ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     env.pop("ANSIBLE_STDOUT_CALLBACK", None)
     return env
 
 
-def render(inventory, out_dir, extra_vars=None, hosts="monitoring"):
-    """Run render.yml; return (returncode, output). Files land in out_dir/<host>/."""
+def render(inventory, out_dir, extra_vars=None, hosts="monitoring", collections=ROOT / ".collections"):
+    """Run render.yml; return (returncode, output). Files land in out_dir/<host>/.
+
+    ``collections`` is the collections path the roles and filters come from (a changed copy of the collection)."""
     variables = {
         "render_dir": str(out_dir),
         "render_hosts": hosts,
@@ -69,8 +71,30 @@ def render(inventory, out_dir, extra_vars=None, hosts="monitoring"):
     result = subprocess.run(
         [str(BIN / "ansible-playbook"), *inventory_args(inventory), str(HERE / "render.yml"),
          "-e", json.dumps(variables)],
-        capture_output=True, text=True, cwd=ROOT, env=ansible_env(), timeout=300, check=False)
+        capture_output=True, text=True, cwd=ROOT, env=ansible_env(collections), timeout=300, check=False)
     return result.returncode, result.stdout + result.stderr
+
+
+def collection_copy(directory, defaults):
+    """A copy of the collection under ``directory`` (a collections path) whose roles' defaults are changed:
+    ``defaults`` is ``{role: {variable: value}}``. Copied, not linked: the plugins find roles/ beside their own
+    (resolved) files."""
+    copy = directory / "ansible_collections" / "gpufleet" / "llm"
+    for name in ("galaxy.yml", "meta", "plugins", "roles"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            copy.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    for role, values in defaults.items():
+        path = copy / "roles" / role / "defaults" / "main.yml"
+        text = path.read_text()
+        for name, value in values.items():
+            text, count = re.subn(rf"^{name}:.*$", f"{name}: {json.dumps(value)}", text, flags=re.MULTILINE)
+            assert count == 1, f"{role} has no default {name}"
+        path.write_text(text)
+    return directory
 
 
 @functools.cache

@@ -6,25 +6,31 @@ import subprocess
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.llm.plugins.module_utils.fleet import fleet_model_servers, host_address
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers, host_address
 from inventory_listing import group_hosts
 from monitoring_support import (
     FIXTURE_INVENTORY,
     LAB_INVENTORY,
     RENDERED_INVENTORIES,
     ROLES,
+    collection_copy,
     inventory_data,
     render,
 )
 
-# The gateway_usage role owns the port; Prometheus' default repeats it, as for the other exporters.
-GATEWAY_USAGE_PORT = yaml.safe_load((ROLES / "gateway_usage" / "defaults" / "main.yml").read_text())[
-    "gateway_usage_port"]
+
+def owner_default(name, roles=ROLES):
+    """The default of the role that owns ``name``, read here without the collection's filters."""
+    role = max((path.name for path in roles.iterdir() if name.startswith(f"{path.name}_")), key=len)
+    return yaml.safe_load((roles / role / "defaults" / "main.yml").read_text())[name]
 
 
-def test_prometheus_default_for_the_gateway_usage_port_is_the_role_s():
+def test_prometheus_repeats_no_exporter_port():
+    """Each port has one owner, the exporter's role; Prometheus reads it through gpufleet.llm.fleet_var."""
     prometheus = yaml.safe_load((ROLES / "prometheus" / "defaults" / "main.yml").read_text())
-    assert prometheus["prometheus_gateway_usage_port"] == GATEWAY_USAGE_PORT == 3903
+    assert not [name for name in prometheus if name.endswith("_port")]
+    template = (ROLES / "prometheus" / "templates" / "prometheus.yml.j2").read_text()
+    assert "default(" not in template
 
 
 def scrape_targets(config):
@@ -44,27 +50,28 @@ def labels(hostvars, host, **extra):
     return frozenset(found.items())
 
 
-def port_of(hostvars, host, variable, default):
-    return int(str(hostvars[host].get(variable, f":{default}")).rsplit(":", 1)[1])
+def port_of(hostvars, host, variable, roles):
+    return int(str(hostvars[host].get(variable, owner_default(variable, roles))).rsplit(":", 1)[-1])
 
 
-def expected_targets(data):
+def expected_targets(data, roles=ROLES):
     hostvars = data["_meta"]["hostvars"]
     for host in group_hosts(data, "all"):
         hostvars.setdefault(host, {})
     gpu_nodes = sorted(group_hosts(data, "gpu_nodes"))
     address = {host: host_address(hostvars, host) for host in hostvars}
     return {
-        "node": {(f"{address[h]}:{port_of(hostvars, h, 'node_exporter_listen_address', 9100)}", labels(hostvars, h))
+        "node": {(f"{address[h]}:{port_of(hostvars, h, 'node_exporter_listen_address', roles)}", labels(hostvars, h))
                  for h in group_hosts(data, "all")},
         "model_servers": {(f"{s['address']}:{s['port']}", labels(hostvars, s["host"], port=str(s["port"])))
                           for s in fleet_model_servers(hostvars, gpu_nodes)},
-        "nginx": {(f"{address[h]}:{port_of(hostvars, h, 'nginx_exporter_listen_address', 9113)}", labels(hostvars, h))
+        "nginx": {(f"{address[h]}:{port_of(hostvars, h, 'nginx_exporter_listen_address', roles)}", labels(hostvars, h))
                   for h in group_hosts(data, "load_balancers")},
-        "gateway_usage": {(f"{address[h]}:{hostvars[h].get('gateway_usage_port', GATEWAY_USAGE_PORT)}",
+        "gateway_usage": {(f"{address[h]}:{port_of(hostvars, h, 'gateway_usage_port', roles)}",
                            labels(hostvars, h)) for h in group_hosts(data, "load_balancers")},
-        "gpu": {(f"{address[h]}:{hostvars[h].get('gpu_exporter_dcgm_port', 9400)}", labels(hostvars, h))
-                for h in gpu_nodes if hostvars[h].get("gpu_exporter_method") == "dcgm"},
+        "gpu": {(f"{address[h]}:{port_of(hostvars, h, 'gpu_exporter_dcgm_port', roles)}", labels(hostvars, h))
+                for h in gpu_nodes
+                if hostvars[h].get("gpu_exporter_method", owner_default("gpu_exporter_method", roles)) == "dcgm"},
     }
 
 
@@ -119,6 +126,43 @@ def test_adding_a_gpu_node_adds_its_targets(tmp_path, fixture_render):
     assert after["node"] - before["node"] == {("aps-gpu-new:9100", new)}
     assert {target for target, _ in after["model_servers"] - before["model_servers"]} == {
         "aps-gpu-new:8000", "aps-gpu-new:8001", "aps-gpu-new:8002"}
+
+
+# Every exporter port moved in its owning role's defaults, and Alertmanager's listen address.
+MOVED_DEFAULTS = {
+    "node_exporter": {"node_exporter_listen_address": ":9191"},
+    "nginx_exporter": {"nginx_exporter_listen_address": ":9114"},
+    "gateway_usage": {"gateway_usage_port": 3904},
+    "gpu_exporter": {"gpu_exporter_dcgm_port": 9401},
+    "alertmanager": {"alertmanager_listen_address": "0.0.0.0:9094"},
+}
+
+
+def test_a_role_s_default_port_moves_its_scrape_targets(tmp_path, fixture_render):
+    """A port changed where it is owned, the exporter role's defaults, changes the targets with nothing else changed;
+    hosts that set their own port keep it."""
+    copy = collection_copy(tmp_path / "collections", MOVED_DEFAULTS)
+    code, output = render(FIXTURE_INVENTORY, tmp_path / "out", collections=copy)
+    assert code == 0, output[-3000:]
+    config = yaml.safe_load((tmp_path / "out" / "mon1" / "prometheus.yml").read_text())
+    jobs = scrape_targets(config)
+    roles = copy / "ansible_collections" / "gpufleet" / "llm" / "roles"
+    expected = expected_targets(inventory_data(FIXTURE_INVENTORY), roles)
+    for job, targets in expected.items():
+        assert jobs[job] == targets, f"job {job}"
+    before = scrape_targets(yaml.safe_load((fixture_render / "prometheus.yml").read_text()))
+    assert ("mon1:9191", frozenset({"host": "mon1"}.items())) in jobs["node"] - before["node"]
+    assert "use-gpu-b:9200" in {target for target, _ in jobs["node"]}  # its own setting
+    assert {target for target, _ in jobs["nginx"]} == {"10.0.1.10:9114", "aps-lb1:9313"}
+    assert {target for target, _ in jobs["gateway_usage"]} == {"10.0.1.10:3904", "aps-lb1:3913"}
+    assert {target for target, _ in jobs["gpu"]} == {"use-gpu-b:9401"}
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9094"]
+
+
+def test_prometheus_alerts_the_alertmanager_beside_it(fixture_render):
+    config = yaml.safe_load((fixture_render / "prometheus.yml").read_text())
+    address = owner_default("alertmanager_listen_address")
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [address] == ["127.0.0.1:9093"]
 
 
 def test_lab_timing_lets_an_alert_fire_within_seconds(rendered):

@@ -99,6 +99,6 @@ def test_memory_fact_cache_is_a_warning(tmp_path, parse_inventory, monkeypatch):
     (None, None),
 ])
 def test_gpus_from_facts_shapes(collection_loader, facts, expected):
-    from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import gpus_from_facts
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_spec import gpus_from_facts
 
     assert gpus_from_facts(facts) == expected

@@ -1,4 +1,4 @@
-"""The one rule for contract group names (plugins/module_utils/gpu_fleet_names.py)."""
+"""The one rule for contract group names (plugins/plugin_utils/gpu_fleet_names.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
     ("ap_south", "region_ap_south"),
 ])
 def test_region_group(collection_loader, region, group):
-    from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import region_group
 
     assert region_group(region) == group
 
@@ -25,14 +25,14 @@ def test_region_group(collection_loader, region, group):
     ("Tesla T4", "gpu_tesla_t4"),
 ])
 def test_gpu_model_group(collection_loader, model, group):
-    from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import gpu_model_group
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import gpu_model_group
 
     assert gpu_model_group(model) == group
 
 
 def test_every_group_name_is_a_valid_ansible_group(collection_loader):
     from ansible.inventory.group import to_safe_group_name
-    from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import gpu_model_group, region_group
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import gpu_model_group, region_group
 
     for name in (region_group("us-east/1 (new)"), gpu_model_group("GeForce RTX 4090 24GB+")):
         assert to_safe_group_name(name, force=True, silent=True) == name

@@ -177,8 +177,8 @@ def test_bare_metal_example_parses(parse_inventory):
 @pytest.mark.parametrize("name", ["gce.gpu_fleet.yml", "ec2.gpu_fleet.yml"])
 def test_cloud_examples_are_valid(collection_loader, name):
     import yaml
-    from ansible_collections.gpufleet.llm.plugins.module_utils import gpu_fleet_ec2, gpu_fleet_gce
-    from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import validate_sources
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils import gpu_fleet_ec2, gpu_fleet_gce
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_spec import validate_sources
 
     config = yaml.safe_load((ROOT / "inventories" / "examples" / name).read_text())
     checks = {"gce": gpu_fleet_gce.check, "ec2": gpu_fleet_ec2.check}

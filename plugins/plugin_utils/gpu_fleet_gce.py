@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_cloud import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_cloud import (
     SourceUnavailable,
     cloud_record,
     role_from,
 )
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_spec import (
     SpecError,
     boolean,
     string,

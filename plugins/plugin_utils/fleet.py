@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import region_group
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import type_name
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import region_group
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_spec import type_name
 
 # Keep in step with roles/model_server/defaults/main.yml (tests/unit check it).
 DEFAULT_BASE_PORT = 8000
@@ -98,7 +98,7 @@ def host_address(hostvars, host):
 
 def _defaults(defaults):
     if defaults is None:
-        from ansible_collections.gpufleet.llm.plugins.module_utils.fleet_defaults import role_defaults
+        from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import role_defaults
         defaults = role_defaults()
     return defaults
 

@@ -9,12 +9,12 @@ never from the inventory file.
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_cloud import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_cloud import (
     SourceUnavailable,
     cloud_record,
     role_from,
 )
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_spec import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_spec import (
     SpecError,
     string,
     string_list,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import (
     ROLE_GROUPS,
     gpu_model_group,
     region_group,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.gpu_fleet_names import ROLE_GROUPS
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import ROLE_GROUPS
 
 
 class SourceUnavailable(Exception):
