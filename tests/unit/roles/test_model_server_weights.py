@@ -170,7 +170,7 @@ def staged(tmp_path_factory):
 
 @pytest.mark.parametrize("host", ["on_host", "on_controller", "hub", "hub_online"])
 def test_weights_are_in_place_and_a_rerun_changes_nothing(staged, host):
-    work, hosts, expected, (first, second) = staged
+    _work, hosts, expected, (first, second) = staged
     revision = hosts[host].get("model_server_vllm_model_revision", "main")
     path = Path(hosts[host]["model_server_vllm_weights_dir"]) / "Qwen--Qwen2.5-0.5B-Instruct" / revision
     files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
@@ -184,7 +184,7 @@ def test_weights_are_in_place_and_a_rerun_changes_nothing(staged, host):
 
 
 def test_the_hub_is_asked_once_offline_through_the_mirror_and_the_token_never_shows(staged):
-    work, hosts, _expected, runs = staged
+    work, _hosts, _expected, runs = staged
     calls = {call["revision"]: call for call in map(json.loads, (work / "hub.log").read_text().splitlines())}
     assert len((work / "hub.log").read_text().splitlines()) == 2 and set(calls) == {SHA, "main"}
     offline, online = calls[SHA], calls["main"]
