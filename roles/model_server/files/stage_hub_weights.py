@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
 """Download one model revision from the Hugging Face Hub (or HF_ENDPOINT, a mirror) into a directory.
 
