@@ -1,9 +1,9 @@
 # Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
-"""Filters for playbooks/rollout.yml (plugins/module_utils/rollout.py)."""
+"""Filters for playbooks/rollout.yml (plugins/plugin_utils/rollout.py)."""
 
 from __future__ import annotations
 
-from ansible_collections.gpufleet.llm.plugins.module_utils.rollout import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.rollout import (
     RolloutError,
     batch_size,
     driver_reboot_mode,

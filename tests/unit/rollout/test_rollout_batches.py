@@ -1,7 +1,7 @@
 """Rollout batches keep every region serving, and a drained instance is idle only when vLLM's gauges say so."""
 
 import pytest
-from ansible_collections.gpufleet.llm.plugins.module_utils.rollout import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.rollout import (
     RolloutError,
     batch_size,
     endpoints,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.gpufleet.llm.plugins.module_utils.rollout import fleet_rollout_batches, fleet_rollout_plan
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.rollout import fleet_rollout_batches, fleet_rollout_plan
 
 REPO = Path(__file__).resolve().parents[3]
 PENDING = {"driver_version": "550.163.01", "reboot_timeout": 1800, "detection_root": "/"}

@@ -1,7 +1,7 @@
 """Driver reboots through the rollout: a host is never split, regions keep serving, the role's decision."""
 
 import pytest
-from ansible_collections.gpufleet.llm.plugins.module_utils.rollout import (
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.rollout import (
     RolloutError,
     driver_reboot_mode,
     fleet_rollout_batches,
