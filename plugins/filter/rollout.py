@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.filter_errors import raising_filter_errors
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.rollout import (
     RolloutError,
     batch_size,
@@ -13,7 +14,6 @@ from ansible_collections.gpufleet.llm.plugins.plugin_utils.rollout import (
     in_flight,
     reboot_hosts,
 )
-from ansible_collections.gpufleet.llm.plugins.plugin_utils.filter_errors import raising_filter_errors
 
 
 class FilterModule:
