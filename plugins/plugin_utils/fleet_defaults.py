@@ -73,11 +73,7 @@ def host_value(hostvars, host, name, roles=ROLES):
 @functools.cache
 def role_defaults(roles=ROLES):
     """``{variable: default}`` for the contract's variables that a role gives a default."""
-    defaults = {}
-    for role, names in CONTRACT_VARIABLES.items():
-        values = _defaults_of(role, roles)
-        defaults.update({name: values[name] for name in names if name in values})
-    return defaults
+    return _defaults_for(CONTRACT_VARIABLES, roles)
 
 
 # The ports the host firewall restricts, by the role that owns each (roles/host_firewall).
@@ -95,8 +91,13 @@ EXPOSED_PORT_VARIABLES = {
 @functools.cache
 def exposed_port_defaults(roles=ROLES):
     """``{variable: default}`` for every variable that decides a port the host firewall restricts."""
+    return _defaults_for(EXPOSED_PORT_VARIABLES, roles)
+
+
+def _defaults_for(variables, roles):
+    """``{variable: default}`` for ``variables`` (``{role: names}``) that their role gives a default."""
     defaults = {}
-    for role, names in EXPOSED_PORT_VARIABLES.items():
+    for role, names in variables.items():
         values = _defaults_of(role, roles)
         defaults.update({name: values[name] for name in names if name in values})
     return defaults
