@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image bench bench-control-plane bench-rollout docs clean
+.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image bench bench-round-trip bench-control-plane bench-rollout docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -100,6 +100,10 @@ lab-image: venv
 # The loopback comparisons of docs/benchmarks.md (about 10 minutes); they rewrite its results section.
 bench: venv
 	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md
+
+# Comparison 2 (keepalive) with the simulator across the userspace delay line (0.5 and 2 ms one way; root).
+bench-round-trip: venv
+	$(BIN)/python tests/bench/round_trip.py --out .cache/bench
 
 # site.yml on the lab with the collection's ansible.cfg against Ansible's defaults; recreates the lab.
 bench-control-plane: venv

@@ -10,7 +10,7 @@ import ssl
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import arrivals, fixtures, loadgen, stats, workload
@@ -25,8 +25,11 @@ TIMEOUT_S = 60.0
 class Bench:
     """Ports, rendered configs and run lengths shared by the comparisons."""
 
-    def __init__(self, workdir: Path, port_base: int, *, reps: int, quick: bool, seed: int, img: Path) -> None:
+    def __init__(self, workdir: Path, port_base: int, *, reps: int, quick: bool, seed: int, img: Path,
+                 upstream_host: str = fixtures.LOOPBACK, simulator_prefix: Sequence[str] = ()) -> None:
         self.workdir, self.reps, self.quick, self.seed, self.img = workdir, reps, quick, seed, img
+        # where the simulators listen and how they are started: loopback here, or across the delay line
+        self.upstream_host, self.simulator_prefix = upstream_host, tuple(simulator_prefix)
         base = port_base
         self.sim_one = base + 101
         self.sim_three = [base + 201, base + 202, base + 203]
@@ -49,7 +52,7 @@ class Bench:
                                 "model_server_base_port": self.sim_one + 50},
         }
         for hostvars in gpu_nodes.values():
-            hostvars.update(gpu_model="simulated", gpufleet_address=fixtures.LOOPBACK)
+            hostvars.update(gpu_model="simulated", gpufleet_address=self.upstream_host)
         lbs = {"lb-one": ("bench-one", {}), "lb-three": ("bench-three", {}),
                "lb-affinity": ("bench-three", {"nginx_lb_session_affinity": True}),
                "lb-round-robin": ("bench-three", {"nginx_lb_balancing": "round_robin"}),
@@ -71,9 +74,10 @@ class Bench:
             specs[name] = {"region": region, "settings": settings}
         self.confs = fixtures.render_lb_configs(self.workdir, gpu_nodes, specs)
         self.confs["naive-one"] = fixtures.naive_config(self.workdir / "naive-one.conf", self.workdir,
-                                                        self.ports["naive-one"], [self.sim_one])
+                                                        self.ports["naive-one"], [self.sim_one], self.upstream_host)
         self.confs["naive-three"] = fixtures.naive_config(self.workdir / "naive-three.conf", self.workdir,
-                                                          self.ports["naive-three"], self.sim_three)
+                                                          self.ports["naive-three"], self.sim_three,
+                                                          self.upstream_host)
 
     @contextlib.contextmanager
     def nginx(self, name: str) -> Iterator[fixtures.Nginx]:
@@ -94,7 +98,7 @@ class Bench:
         return found
 
     def simulators(self, ports: list[int], **settings: object):
-        return fixtures.simulators(ports, self.workdir, settings)
+        return fixtures.simulators(ports, self.workdir, settings, self.upstream_host, self.simulator_prefix)
 
     def plot_path(self, key: str) -> Path:
         return self.img / f"bench-{key}.png"
@@ -145,7 +149,7 @@ def streaming(bench: Bench) -> Outcome:
     itls: dict[str, list] = {"direct": [], "lb": []}
     with bench.simulators([bench.sim_one], ttft_ms=50, itl_ms=20, output_tokens=128, prefill_ms_per_token=0), \
             bench.nginx("lb-one") as lb:
-        urls = {"direct": f"http://{fixtures.LOOPBACK}:{bench.sim_one}", "lb": lb.url}
+        urls = {"direct": f"http://{bench.upstream_host}:{bench.sim_one}", "lb": lb.url}
         for rep, arm in interleaved(list(arms), bench.reps):
             requests = workload.requests(streams * waves, [(128, 1.0)], 32, bench.seed + rep)
             times = arrivals.send_times("concurrency", 0, len(requests))
@@ -171,13 +175,13 @@ def streaming(bench: Bench) -> Outcome:
                    checks, str(plot))
 
 
-def keepalive(bench: Bench) -> Outcome:
+def keepalive(bench: Bench, concurrency: int = 16) -> Outcome:
     """2. Short requests as fast as a closed loop of 16 can go: role LB against naive config and direct."""
-    concurrency, duration = 16, (1.5 if bench.quick else 5.0)
+    duration = 1.5 if bench.quick else 5.0
     arms, _ = _collect(["direct", "lb", "naive"], bench.reps)
     with bench.simulators([bench.sim_one], ttft_ms=0, itl_ms=0, prefill_ms_per_token=0, output_tokens=1), \
             bench.nginx("lb-one") as lb, bench.nginx("naive-one") as naive:
-        urls = {"direct": f"http://{fixtures.LOOPBACK}:{bench.sim_one}", "lb": lb.url, "naive": naive.url}
+        urls = {"direct": f"http://{bench.upstream_host}:{bench.sim_one}", "lb": lb.url, "naive": naive.url}
         for rep, arm in interleaved(list(arms), bench.reps):
             requests = workload.requests(100_000, [(1, 1.0)], 8, bench.seed + rep)
             times = arrivals.send_times("concurrency", 0, len(requests))

@@ -17,6 +17,8 @@ raises); their names carry this process's id, so two runs never share them.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import fcntl
 import os
 import queue
@@ -25,9 +27,10 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 _TUNSETIFF = 0x400454CA
+_CLONE_NEWNET = 0x40000000
 _IFF_TUN = 0x0001
 _IFF_NO_PI = 0x1000
 _MTU = 1500
@@ -61,6 +64,28 @@ class DelayedLink:
 
     def popen(self, side: str, command: Sequence[str], **kwargs) -> subprocess.Popen:
         return subprocess.Popen(["ip", "netns", "exec", self.namespaces[side], *command], **kwargs)
+
+    @contextlib.contextmanager
+    def inside(self, side: str) -> Iterator[None]:
+        """Run the calling thread (and the processes it starts) in that namespace, then back where it was.
+
+        Threads started before keep their namespace: the delay line's own threads stay where their
+        descriptors were opened, which is all they need.
+        """
+        libc = ctypes.CDLL(None, use_errno=True)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.namespaces[side]}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {self.namespaces[side]} failed")
+            try:
+                yield
+            finally:
+                if libc.setns(home, _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns back to the original namespace failed")
+        finally:
+            os.close(target)
+            os.close(home)
 
     def __enter__(self) -> DelayedLink:
         try:

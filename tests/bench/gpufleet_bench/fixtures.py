@@ -35,25 +35,25 @@ def nginx_binary() -> str:
     return found
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((LOOPBACK, port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path, what: str) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, what: str, host: str = LOOPBACK) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {LOOPBACK}:{port} within {START_TIMEOUT_S}s")
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {START_TIMEOUT_S}s")
 
 
 def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -67,15 +67,19 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 class Simulator:
-    """One gpufleet-simulator process on 127.0.0.1:port, logging every request id it accepts."""
+    """One gpufleet-simulator process on host:port (127.0.0.1 unless told), logging every request id it accepts.
 
-    def __init__(self, port: int, workdir: Path, settings: Mapping[str, object]) -> None:
-        self.port = port
+    prefix runs it elsewhere, e.g. ["ip", "netns", "exec", name] in the delay line's server namespace.
+    """
+
+    def __init__(self, port: int, workdir: Path, settings: Mapping[str, object], host: str = LOOPBACK,
+                 prefix: Sequence[str] = ()) -> None:
+        self.port, self.host = port, host
         self.instance_id = f"sim-{port}"
         self.request_log = workdir / f"requests-{port}.log"
         self.log = workdir / f"simulator-{port}.log"
         self.request_log.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "gpufleet_simulator", "--host", LOOPBACK, "--port", str(port),
+        command = [*prefix, sys.executable, "-m", "gpufleet_simulator", "--host", host, "--port", str(port),
                    "--no-access-log", "--log-level", "warning", "--instance-id", self.instance_id,
                    "--request-log", str(self.request_log)]
         for name, value in settings.items():
@@ -87,10 +91,10 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def wait(self) -> None:
-        _wait_for_port(self.port, self.process, self.log, f"simulator {self.instance_id}")
+        _wait_for_port(self.port, self.process, self.log, f"simulator {self.instance_id}", self.host)
 
     def kill(self) -> None:
         """SIGKILL: the way a crashed GPU process goes, with no chance to finish anything."""
@@ -106,13 +110,15 @@ class Simulator:
 
 
 @contextlib.contextmanager
-def simulators(ports: Sequence[int], workdir: Path, settings: Mapping[str, object]) -> Iterator[list[Simulator]]:
+def simulators(ports: Sequence[int], workdir: Path, settings: Mapping[str, object], host: str = LOOPBACK,
+               prefix: Sequence[str] = ()) -> Iterator[list[Simulator]]:
     started: list[Simulator] = []
     try:
         for port in ports:
-            if not port_is_free(port):
-                raise RuntimeError(f"port {LOOPBACK}:{port} is in use; pick another --port-base")
-            started.append(Simulator(port, workdir, settings))
+            # another namespace's ports cannot be probed from here; a clash there fails the wait instead
+            if not prefix and not port_is_free(port, host):
+                raise RuntimeError(f"port {host}:{port} is in use; pick another --port-base")
+            started.append(Simulator(port, workdir, settings, host, prefix))
         for simulator in started:
             simulator.wait()
         yield started
@@ -152,7 +158,7 @@ def nginx(conf: Path, port: int, workdir: Path) -> Iterator[Nginx]:
         server.stop()
 
 
-def naive_config(path: Path, workdir: Path, port: int, servers: Sequence[int]) -> Path:
+def naive_config(path: Path, workdir: Path, port: int, servers: Sequence[int], host: str = LOOPBACK) -> Path:
     """The common blog setup: plain upstream, proxy_pass with Host and X-Forwarded headers, everything else default.
 
     Only the pid, logs and temp paths point into workdir (and the access log names the upstream of each request,
@@ -160,7 +166,7 @@ def naive_config(path: Path, workdir: Path, port: int, servers: Sequence[int]) -
     """
     # ${name} are ours; NGINX's own $variables pass through untouched
     text = string.Template(NAIVE_TEMPLATE.read_text()).safe_substitute(
-        workdir=workdir, port=port, servers="\n".join(f"        server {LOOPBACK}:{server};" for server in servers))
+        workdir=workdir, port=port, servers="\n".join(f"        server {host}:{server};" for server in servers))
     if "${" in text:
         raise RuntimeError(f"{NAIVE_TEMPLATE} has a placeholder this code does not fill")
     (workdir / f"temp-{port}").mkdir(exist_ok=True)
