@@ -8,12 +8,13 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image bench bench-round-trip bench-control-plane bench-rollout docs clean
+.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling bench bench-round-trip bench-control-plane bench-rollout docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
 	@echo "make lab-down  remove the lab's containers and network"
 	@echo "make test      lint, ansible-test sanity, docs lint, unit tests and molecule scenarios"
+	@echo "make test-scaling  the scaling loop end to end on a running lab (not in make test)"
 	@echo "make bench     the serving-path benchmarks (docs/benchmarks.md)"
 
 venv: $(VENV)/.installed
@@ -92,6 +93,11 @@ molecule-default: lab-image
 
 molecule-gpu-stack: lab-image
 	$(BIN)/molecule test -s gpu_stack
+
+# The scaling loop end to end on a running lab (make lab first; about 8 minutes, not in `make test`): overload,
+# the rulebook brings the standby node in, then gives it back after the cooldown (tests/scaling/test_loop.py).
+test-scaling: venv
+	$(BIN)/python -m pytest -s -p no:cacheprovider tests/scaling/test_loop.py
 
 # Podman set up and the lab image built (again only when its recipe changed), without containers.
 lab-image: venv

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.filter_errors import raising_filter_errors
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.scaling import (
     ScalingError,
+    scaling_decisions,
     scaling_pool_problems,
     scaling_pools,
 )
@@ -14,4 +15,5 @@ from ansible_collections.gpufleet.llm.plugins.plugin_utils.scaling import (
 class FilterModule:
     def filters(self):
         return {"scaling_pools": raising_filter_errors(scaling_pools, ScalingError),
-                "scaling_pool_problems": scaling_pool_problems}
+                "scaling_pool_problems": scaling_pool_problems,
+                "scaling_decisions": raising_filter_errors(scaling_decisions, ScalingError)}

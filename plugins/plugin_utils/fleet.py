@@ -124,25 +124,67 @@ def fleet_models(hostvars, hosts):
     return sorted({server["model"] for server in fleet_model_servers(hostvars, hosts)})
 
 
-def fleet_model_servers(hostvars, hosts):
+# The local fact (/etc/ansible/facts.d/gpufleet_scaling.fact on the node) in which playbooks/scale.yml keeps
+# whether a standby GPU node is in service, so that a later site.yml run keeps the size scaling chose.
+SCALING_FACT = "gpufleet_scaling"
+
+
+# What a flag of the contract may be: a YAML boolean, or the words an INI inventory gives for one.
+BOOLEAN_WORDS = {"true", "yes", "1", "false", "no", "0"}
+
+
+def _true(value):
+    return str(value).lower() in {"true", "yes", "1"}
+
+
+def is_standby(hv):
+    """Whether the inventory declares this GPU node standby capacity (``gpufleet_standby: true``)."""
+    return _true(hv.get("gpufleet_standby", False))
+
+
+def scaling_state(hv):
+    """A standby node's in-service state as scale.yml last left it: False before it ever ran, and False when
+    the node's local facts were not read (playbooks/scaling_state.yml reads them; every playbook that renders
+    the fleet's layout imports it, so that none drops a node that scaling brought in)."""
+    facts = hv.get("ansible_facts") or {}
+    local = facts.get("local", hv.get("ansible_local")) or {}
+    return _true((local.get(SCALING_FACT) or {}).get("in_service", False))
+
+
+def in_service(hv):
+    """Whether a GPU node serves: not retired, and, when it is standby, brought in by scaling."""
+    if _true(hv.get("gpufleet_retired", False)):
+        return False
+    return not is_standby(hv) or scaling_state(hv)
+
+
+def fleet_model_servers(hostvars, hosts, standby=False):
     """Every model server instance of ``hosts``, with host, address, region, model and port.
 
     A retired node (``gpufleet_retired: true``) serves nothing: the load balancers and Prometheus drop it,
-    and its own instances are drained and stopped by the rollout.
+    and its own instances are drained and stopped by the rollout. A standby node (``gpufleet_standby: true``)
+    serves once playbooks/scale.yml brought it into service. With ``standby``, also the instances of the
+    standby nodes out of service (the fleet's capacity), each instance with ``in_service``.
     """
     servers = []
     defaults = _defaults(None)
     for host in hosts:
         hv = hostvars[host]
-        if str(hv.get("gpufleet_retired", False)).lower() in {"true", "yes", "1"}:
+        if _true(hv.get("gpufleet_retired", False)):
+            continue
+        serving = in_service(hv)
+        if not serving and not standby:
             continue
         model = served_model(hv, defaults)
         for instance in model_server_instances(
                 hv.get("gpu_count"),
                 hv.get("model_server_tensor_parallel_size", DEFAULT_TENSOR_PARALLEL_SIZE),
                 hv.get("model_server_base_port", DEFAULT_BASE_PORT)):
-            servers.append(dict(instance, host=host, address=host_address(hostvars, host),
-                                region=hv.get("gpufleet_region"), model=model))
+            server = dict(instance, host=host, address=host_address(hostvars, host),
+                          region=hv.get("gpufleet_region"), model=model)
+            if standby:
+                server.update(in_service=serving, standby=is_standby(hv))
+            servers.append(server)
     return servers
 
 
@@ -206,6 +248,9 @@ def _check_gpu_node(host, hv, defaults):
     if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
         errors.append(f"{host}: gpufleet_model must be a model name of letters, digits and . _ : / @ + - "
                       f"(the load balancers route on it), got {model!r}")
+    for flag in ("gpufleet_retired", "gpufleet_standby"):
+        if str(hv.get(flag, False)).lower() not in BOOLEAN_WORDS:
+            errors.append(f"{host}: {flag} must be true or false, got {type_name(hv[flag])} {hv[flag]!r}")
     engine = _value(hv, "model_server_engine", defaults)
     if engine is not None and engine not in ENGINES:
         errors.append(f"{host}: model_server_engine must be one of {', '.join(ENGINES)}, got {engine!r}")

@@ -7,6 +7,9 @@ them), so whatever acts on the scaling alerts reads a count that is already with
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
 VARIABLE = "prometheus_scaling_pools"
 
 
@@ -24,19 +27,22 @@ def _count(pool, name, where):
 def check_pools(pools, servers, where=VARIABLE):
     """(pools checked, problems): ``pools`` ([{region, model, min, max}]) against the fleet's model servers.
 
-    servers: the fleet's model server instances (the fleet_model_servers filter), each with region and model.
-    A checked pool has its bounds as ints and ``instances``, its instances in the inventory.
+    servers: the fleet's model server instances with its standby capacity (the fleet_model_servers filter with
+    standby=true), each with region, model and, for a standby node out of service, ``in_service`` false.
+    A checked pool has its bounds as ints, ``instances`` (those in service) and ``capacity`` (with the standby
+    nodes out of service): scaling can grow a pool only into its capacity.
     """
     if not isinstance(pools, list):
         return [], [f"{where} must be a list of {{region, model, min, max}}, got {type(pools).__name__}"]
-    instances = {}
+    instances, capacity = {}, {}
     for server in servers:
         key = (server.get("region"), server.get("model"))
-        instances[key] = instances.get(key, 0) + 1
+        capacity[key] = capacity.get(key, 0) + 1
+        instances[key] = instances.get(key, 0) + (server.get("in_service", True) is not False)
     checked, problems, seen = [], [], set()
     for index, pool in enumerate(pools):
         try:
-            entry = _check_pool(pool, f"{where}[{index}]", instances, seen)
+            entry = _check_pool(pool, f"{where}[{index}]", instances, capacity, seen)
         except ScalingError as exc:
             problems.append(str(exc))
         else:
@@ -44,14 +50,14 @@ def check_pools(pools, servers, where=VARIABLE):
     return checked, problems
 
 
-def _check_pool(pool, entry, instances, seen):
+def _check_pool(pool, entry, instances, capacity, seen):
     if not isinstance(pool, dict):
         raise ScalingError(f"{entry} must be a mapping with region, model, min and max, got {pool!r}")
     unknown = sorted(set(pool) - {"region", "model", "min", "max"})
     if unknown:
         raise ScalingError(f"{entry}: unknown keys {', '.join(unknown)} (allowed: region, model, min, max)")
     region, model = pool.get("region"), pool.get("model")
-    if (region, model) not in instances:
+    if (region, model) not in capacity:
         raise ScalingError(f"{entry}: no GPU node of region {region!r} serves model {model!r}, so the pool names "
                            "no instances")
     if (region, model) in seen:
@@ -62,7 +68,11 @@ def _check_pool(pool, entry, instances, seen):
         raise ScalingError(f"{entry}: min must be at least 1 (a pool never scales to zero), got {low}")
     if low > high:
         raise ScalingError(f"{entry}: min {low} is above max {high}")
-    return {"region": region, "model": model, "min": low, "max": high, "instances": instances[(region, model)]}
+    if high > capacity[(region, model)]:
+        raise ScalingError(f"{entry}: max {high} is beyond the pool's capacity of {capacity[(region, model)]} "
+                           "instances (its GPU nodes', standby ones included: declare more with gpufleet_standby)")
+    return {"region": region, "model": model, "min": low, "max": high, "instances": instances[(region, model)],
+            "capacity": capacity[(region, model)]}
 
 
 def scaling_pools(pools, servers, where=VARIABLE):
@@ -76,3 +86,107 @@ def scaling_pools(pools, servers, where=VARIABLE):
 def scaling_pool_problems(pools, servers, where=VARIABLE):
     """Every problem of ``pools``, one sentence each naming the entry; [] when they are fine."""
     return check_pools(pools, servers, where)[1]
+
+
+# What the scaling loop decides on each alert of an Alertmanager notification (playbooks/scale.yml).
+
+MANUAL = "manual"
+
+
+def _timestamp(text):
+    """An Alertmanager time (RFC 3339, up to nanoseconds) as epoch seconds; None for its zero time or none."""
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _hosts(servers, region, model):
+    """The pool's hosts: {host: (instances, in service, standby)}, in host order."""
+    hosts = {}
+    for server in servers:
+        if (server.get("region"), server.get("model")) != (region, model):
+            continue
+        count = hosts.get(server["host"], (0,))[0]
+        hosts[server["host"]] = (count + 1, server.get("in_service", True) is not False,
+                                 bool(server.get("standby", False)))
+    return dict(sorted(hosts.items()))
+
+
+def _choose(hosts, current, desired):
+    """The standby hosts to bring in (desired above current) or take out (below), and the count they make."""
+    chosen = []
+    if desired > current:
+        for host, (count, serving, standby) in hosts.items():
+            if current >= desired:
+                break
+            if standby and not serving:
+                chosen.append(host)
+                current += count
+    else:
+        for host, (count, serving, standby) in reversed(hosts.items()):
+            if standby and serving and current - count >= desired:
+                chosen.append(host)
+                current -= count
+    return chosen, current
+
+
+def _decide(alert, pools, servers, last_actions, clock):
+    now, cooldown = clock
+    labels, annotations = alert.get("labels") or {}, alert.get("annotations") or {}
+    region, model = labels.get("region"), labels.get("model_name")
+    trigger = labels.get("alertname", MANUAL)
+    decision = {"time": now, "pool": f"{region}/{model}", "region": region, "model": model, "trigger": trigger,
+                "status": alert.get("status"), "asked": annotations.get("desired"), "action": "none", "hosts": []}
+
+    def none(reason, **values):
+        decision.update(values, reason=reason)
+        return decision
+
+    if alert.get("status") != "firing":
+        return none(f"the alert is {alert.get('status')}, not firing")
+    ends = _timestamp(alert.get("endsAt"))
+    if ends is not None and ends < now:
+        return none(f"stale: the alert ended {now - ends:.0f} s ago")
+    pool = next((p for p in pools if (p["region"], p["model"]) == (region, model)), None)
+    if pool is None:
+        return none("no scaling pool is this region and model")
+    try:
+        asked = float(annotations.get("desired"))
+    except (TypeError, ValueError):
+        return none(f"the desired count {annotations.get('desired')!r} is not a number")
+    hosts = _hosts(servers, region, model)
+    current = sum(count for count, serving, _ in hosts.values() if serving)
+    desired = min(max(int(asked), pool["min"]), pool["max"])
+    decision.update(desired=desired, current=current, min=pool["min"], max=pool["max"])
+    direction = labels.get("gpufleet_scaling")
+    if desired == current or (direction == "out" and desired < current) or (direction == "in" and desired > current):
+        return none(f"the pool has {current} instances, the alert asks {direction or 'for'} {desired}")
+    last = last_actions.get(decision["pool"])
+    if trigger != MANUAL and last is not None and now - last < cooldown:
+        return none(f"cooldown: the pool last changed {now - last:.0f} s ago, under {cooldown} s")
+    chosen, reached = _choose(hosts, current, desired)
+    if not chosen:
+        return none("out: no standby node of the pool is left out of service" if desired > current else
+                    "in: no standby node of the pool can leave without going below the desired count")
+    decision.update(action="out" if desired > current else "in", hosts=chosen, reached=reached,
+                    reason=f"{current} -> {reached} instances for a desired {desired}")
+    last_actions[decision["pool"]] = now
+    return decision
+
+
+def scaling_decisions(notification, pools, servers, last_actions, *, now, cooldown):
+    """One decision per alert of ``notification`` (Alertmanager's webhook body, or one alert by hand).
+
+    pools: the checked pools (scaling_pools); servers: the fleet with its capacity (fleet_model_servers with
+    standby); last_actions: {pool: epoch seconds of its last action}; now: epoch seconds; cooldown: seconds a
+    pool waits after an action (an alert raised by hand, alertname absent, does not wait). Only standby nodes
+    move: scale-out brings the first ones out of service into it, scale-in takes the last ones in service out,
+    never below the desired count. The desired count is bounded by the pool's min and max again here.
+    """
+    if not isinstance(notification, dict) or not isinstance(notification.get("alerts"), list):
+        raise ScalingError(f"a scaling notification needs a list of alerts, got {type(notification).__name__}")
+    actions = dict(last_actions or {})
+    clock = (float(now), float(cooldown))
+    return [_decide(alert if isinstance(alert, dict) else {}, pools, servers, actions, clock)
+            for alert in notification["alerts"]]

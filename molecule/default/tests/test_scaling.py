@@ -5,11 +5,13 @@ Load only through the lab's own load balancer, bounded in streams and time."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections import Counter
 
-from conftest import MODEL_A, prom_query, wait_until
-from lab_traffic import BODY
+from conftest import MODEL_A, prom_query, run_playbook, wait_until
+from lab_traffic import BODY, Background, stream_chat
 
 REGION = "us-east"
 # The pool's 2 instances run 8 sequences each (the lab's max_num_seqs): 24 streams leave 8 waiting, so the load
@@ -62,3 +64,78 @@ def test_a_pool_under_load_asks_for_more_instances_within_its_bounds(fleet, prom
     assert pool["min"] < desired <= pool["max"]
     assert alert["labels"]["model_name"] == MODEL_A and float(alert["annotations"]["desired"]) >= 3
     assert statuses and set(statuses) == {200}, f"{len(statuses)} streams: {sorted(set(statuses))}"
+
+
+class Streams(Background):
+    """Streamed chats of one pool through its region's load balancer until stopped (bounded in count and time)."""
+
+    def __init__(self, fleet, region, model, *, streams=4, seconds=300, requests=4000):
+        super().__init__()
+        self.outcomes, self.failures = Counter(), []
+        self.deadline = time.monotonic() + seconds
+        url = fleet.lb_url(region)
+
+        def stream():
+            with fleet.client(timeout=60) as client:
+                while not self.stop.is_set() and time.monotonic() < self.deadline:
+                    with self.lock:
+                        if sum(self.outcomes.values()) >= requests:
+                            return
+                    outcome = stream_chat(client, url, model)
+                    with self.lock:
+                        self.outcomes["ok" if outcome.ok else "failed"] += 1
+                        if not outcome.ok:
+                            self.failures.append(outcome.what)
+
+        for _ in range(streams):
+            self.run(stream)
+
+
+def _scale(to, *extra):
+    return run_playbook("playbooks/scale.yml", "-e", f"gpufleet_scale_region={REGION}", "-e",
+                        f"gpufleet_scale_model={MODEL_A}", "-e", f"gpufleet_scale_to={to}", *extra)
+
+
+def _targets(prometheus, host):
+    return [t for t in prometheus.get("/api/v1/targets").json()["data"]["activeTargets"]
+            if t["labels"].get("job") == "model_servers" and t["labels"].get("host") == host]
+
+
+def test_scaling_by_hand_brings_the_standby_node_in_and_drains_it_out_without_a_failed_request(
+        fleet, lab_host, prometheus):
+    (host,) = [h for h in fleet.groups["gpu_nodes"] if fleet.hostvars[h].get("gpufleet_standby")]
+    address = fleet.hostvars[host]["ansible_host"]
+    lbs = [lb for lb in fleet.groups["load_balancers"] if fleet.region_of(lb) == REGION]
+    ports = (8000, 8001)
+    assert not any(lab_host(host).service(f"model-server@{p}").is_running for p in ports), "standby serves nothing"
+
+    dry = _scale(4, "-e", "gpufleet_scaling_dry_run=true")
+    assert dry.returncode == 0, dry.stdout[-3000:]
+    assert not any(lab_host(host).service(f"model-server@{p}").is_running for p in ports), "a dry run changed nothing"
+
+    with Streams(fleet, REGION, MODEL_A) as load:
+        time.sleep(2)
+        out = _scale(4)
+        assert out.returncode == 0, out.stdout[-4000:]
+        for port in ports:
+            assert lab_host(host).service(f"model-server@{port}").is_running
+        for lb in lbs:
+            assert address in lab_host(lb).file("/etc/nginx/nginx.conf").content_string
+        wait_until(lambda: len(_targets(prometheus, host)) == len(ports)
+                   and all(t["health"] == "up" for t in _targets(prometheus, host)), 60, f"Prometheus scrapes {host}")
+        state = json.loads(lab_host(host).file("/etc/ansible/facts.d/gpufleet_scaling.fact").content_string)
+        assert state == {"in_service": True}
+        # A later run of the fleet's playbooks keeps the size scaling chose.
+        again = run_playbook("playbooks/load_balancers.yml", "--tags", "nginx_lb")
+        assert again.returncode == 0 and "changed=0" in again.stdout.split("PLAY RECAP")[-1], again.stdout[-3000:]
+        time.sleep(2)
+        back = _scale(2)
+        assert back.returncode == 0, back.stdout[-4000:]
+        time.sleep(2)
+    print(f"scale out and in under load: {dict(load.outcomes)}")
+    assert load.outcomes["ok"] > 20 and load.failures == [], load.failures[:10]
+    for port in ports:
+        unit = lab_host(host).service(f"model-server@{port}")
+        assert not unit.is_running and not unit.is_enabled
+    for lb in lbs:
+        assert address not in lab_host(lb).file("/etc/nginx/nginx.conf").content_string

@@ -131,3 +131,26 @@ def test_a_retired_node_drops_out_of_the_layout():
     assert {s["host"] for s in fleet_model_servers(hostvars, ["a", "b"])} == {"a"}
     hostvars["b"]["gpufleet_retired"] = False
     assert {s["host"] for s in fleet_model_servers(hostvars, ["a", "b"])} == {"a", "b"}
+
+
+def test_a_standby_node_serves_only_once_scaling_brought_it_in():
+    from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import fleet_model_servers
+
+    hostvars = {"a": {"gpufleet_region": "r", "gpu_count": 2},
+                "s": {"gpufleet_region": "r", "gpu_count": 2, "gpufleet_standby": True}}
+    # Facts not read, or read before scale.yml ever ran: out of service, but part of the capacity.
+    assert {s["host"] for s in fleet_model_servers(hostvars, ["a", "s"])} == {"a"}
+    hostvars["s"]["ansible_facts"] = {"local": {}}
+    assert {s["host"] for s in fleet_model_servers(hostvars, ["a", "s"])} == {"a"}
+    capacity = fleet_model_servers(hostvars, ["a", "s"], standby=True)
+    assert [(s["host"], s["in_service"], s["standby"]) for s in capacity] == [
+        ("a", True, False), ("a", True, False), ("s", False, True), ("s", False, True)]
+    hostvars["s"]["ansible_facts"] = {"local": {"gpufleet_scaling": {"in_service": True}}}
+    assert [s["host"] for s in fleet_model_servers(hostvars, ["a", "s"])] == ["a", "a", "s", "s"]
+    hostvars["s"]["gpufleet_retired"] = True  # retired wins over in service
+    assert fleet_model_servers(hostvars, ["a", "s"], standby=True) == fleet_model_servers(hostvars, ["a"], standby=True)
+
+
+def test_the_fleet_flags_must_be_booleans():
+    hostvars, groups = fleet(**{"gpu-a": {"gpufleet_standby": "maybe"}, "gpu-b": {"gpufleet_retired": "no"}})
+    assert validate_fleet(hostvars, groups) == ["gpu-a: gpufleet_standby must be true or false, got str 'maybe'"]

@@ -102,9 +102,10 @@ def lab_addresses():
 
 
 def lab_model_server_ports(host):
-    """The ports of host's instances as the fleet layout computes them, as the template writes a port set."""
+    """The ports of host's instances as the fleet layout computes them (a standby node's too, in service or
+    not: its firewall lets the load balancers in before scaling brings it in), as the template writes a port set."""
     hostvars, _ = lab_inventory()
-    return ", ".join(str(s["port"]) for s in fleet_model_servers(hostvars, [host]))
+    return ", ".join(str(s["port"]) for s in fleet_model_servers(hostvars, [host], standby=True))
 
 
 def test_every_lab_hosts_rule_set_passes_nft_check(lab, nft):

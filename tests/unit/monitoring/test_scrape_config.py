@@ -99,9 +99,12 @@ def test_fixture_fleet_layout_reaches_the_targets(fixture_render):
     """Spot checks that do not go through fleet.py, so a shared mistake there cannot hide."""
     jobs = scrape_targets(yaml.safe_load((fixture_render / "prometheus.yml").read_text()))
     model_servers = {target for target, _ in jobs["model_servers"]}
-    # 8 GPUs at tensor parallel size 2 -> 4 servers; 1 GPU on base port 9000; 2 GPUs by fleet address.
+    # 8 GPUs at tensor parallel size 2 -> 4 servers; 1 GPU on base port 9000; 2 GPUs by fleet address; the
+    # standby aps-gpu-b in service; not the standby use-gpu-c, out of service (its node exporter is scraped).
     assert model_servers == {"10.0.1.21:8000", "10.0.1.21:8001", "10.0.1.21:8002", "10.0.1.21:8003",
-                             "use-gpu-b:9000", "aps-gpu-a.internal.example:8000", "aps-gpu-a.internal.example:8001"}
+                             "use-gpu-b:9000", "aps-gpu-a.internal.example:8000", "aps-gpu-a.internal.example:8001",
+                             "aps-gpu-b:8000", "aps-gpu-b:8001"}
+    assert "use-gpu-c:9100" in {target for target, _ in jobs["node"]}
     assert ("use-gpu-b:9400", frozenset({"host": "use-gpu-b", "region": "us-east"}.items())) in jobs["gpu"]
     assert len(jobs["gpu"]) == 1
     assert "use-gpu-b:9200" in {target for target, _ in jobs["node"]}

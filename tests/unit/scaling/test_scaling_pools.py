@@ -11,14 +11,17 @@ from ansible_collections.gpufleet.llm.plugins.plugin_utils.scaling import (
 SERVERS = [{"region": "east", "model": "chat", "host": "g1", "port": 8000},
            {"region": "east", "model": "chat", "host": "g1", "port": 8001},
            {"region": "east", "model": "small", "host": "g2", "port": 8000},
-           {"region": "west", "model": "chat", "host": "g3", "port": 8000}]
+           {"region": "west", "model": "chat", "host": "g3", "port": 8000},
+           # g4: standby capacity, out of service.
+           {"region": "east", "model": "chat", "host": "g4", "port": 8000, "in_service": False},
+           {"region": "east", "model": "chat", "host": "g4", "port": 8001, "in_service": False}]
 
 
 def test_good_pools_get_their_bounds_as_numbers_and_their_instances():
     pools = scaling_pools([{"region": "east", "model": "chat", "min": "1", "max": 4},
                            {"region": "west", "model": "chat", "min": 1, "max": 1}], SERVERS)
-    assert pools == [{"region": "east", "model": "chat", "min": 1, "max": 4, "instances": 2},
-                     {"region": "west", "model": "chat", "min": 1, "max": 1, "instances": 1}]
+    assert pools == [{"region": "east", "model": "chat", "min": 1, "max": 4, "instances": 2, "capacity": 4},
+                     {"region": "west", "model": "chat", "min": 1, "max": 1, "instances": 1, "capacity": 1}]
     assert scaling_pools([], SERVERS) == []
 
 
@@ -32,10 +35,14 @@ def test_good_pools_get_their_bounds_as_numbers_and_their_instances():
      "prometheus_scaling_pools[0]: max must be a whole number of instances, got 'many'"),
     ({"region": "east", "model": "chat", "min": True, "max": 2},
      "prometheus_scaling_pools[0]: min must be a whole number of instances, got True"),
+    ({"region": "east", "model": "chat", "min": 1, "max": 5},
+     "prometheus_scaling_pools[0]: max 5 is beyond the pool's capacity of 4 instances (its GPU nodes', standby ones "
+     "included: declare more with gpufleet_standby)"),
     ({"region": "east", "model": "chat", "min": 1, "max": 2, "cooldown": 45},
      "prometheus_scaling_pools[0]: unknown keys cooldown (allowed: region, model, min, max)"),
     ("east/chat", "prometheus_scaling_pools[0] must be a mapping with region, model, min and max, got 'east/chat'"),
-], ids=["min-above-max", "min-zero", "no-instances", "max-not-a-number", "min-a-bool", "unknown-key", "not-a-mapping"])
+], ids=["min-above-max", "min-zero", "no-instances", "max-not-a-number", "min-a-bool", "beyond-capacity",
+                 "unknown-key", "not-a-mapping"])
 def test_a_bad_pool_is_refused_with_its_entry_named(pool, problem):
     assert scaling_pool_problems([pool], SERVERS) == [problem]
     with pytest.raises(ScalingError, match=r"^prometheus_scaling_pools\[0\]"):

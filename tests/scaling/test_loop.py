@@ -1,0 +1,121 @@
+"""The scaling loop end to end in the lab (make test-scaling; the lab must be up): load above us-east's capacity
+makes the queue grow, PoolNeedsMoreInstances fires, Alertmanager posts it to the scaling controller on
+lab-monitoring, its rulebook runs gpufleet.llm.scale, and the standby node lab-use-gpu3 joins; when the load stops,
+PoolCanGiveBackInstances fires and, after the cooldown, the node is drained and taken out. No request fails over
+the whole run. Reports the time from overload to added capacity and the TTFT p95 before and after.
+Load only through the lab's own load balancer, bounded in streams, requests and time."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location(
+    "lab_verify", Path(__file__).resolve().parents[2] / "molecule" / "default" / "tests" / "conftest.py")
+lab = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lab)
+from lab_traffic import Background, stream_chat  # noqa: E402  (on the path lab_verify sets)
+
+REGION, MODEL = "us-east", lab.MODEL_A
+LOOP_VARS = Path(__file__).resolve().parent / "lab_loop.yml"
+STREAMS = 24  # 2 instances of 8 sequences each: 8 wait, the load asks for ceil(24 / 8) = 3 instances
+REQUESTS_MAX = 20000
+RUN_LIMIT_S = 600
+
+# The lab's fixtures, found by pytest in this module's namespace.
+fleet, prometheus, lab_host = lab.fleet, lab.prometheus, lab.lab_host
+
+
+class Load(Background):
+    """STREAMS streamed chats through the region's load balancer, each outcome with its time and TTFT."""
+
+    def __init__(self, fleet_, streams):
+        super().__init__()
+        self.samples, self.outcomes, self.failures = [], Counter(), []
+        self.deadline = time.monotonic() + RUN_LIMIT_S
+        url = fleet_.lb_url(REGION)
+
+        def stream():
+            with fleet_.client(timeout=60) as client:
+                while not self.stop.is_set() and time.monotonic() < self.deadline:
+                    with self.lock:
+                        if sum(self.outcomes.values()) >= REQUESTS_MAX:
+                            return
+                    outcome = stream_chat(client, url, MODEL)
+                    with self.lock:
+                        self.outcomes["ok" if outcome.ok else "failed"] += 1
+                        if outcome.ok:
+                            self.samples.append((time.monotonic(), outcome.ttft_s))
+                        else:
+                            self.failures.append(outcome.what)
+
+        for _ in range(streams):
+            self.run(stream)
+
+    def ttft_p95(self, start, end):
+        with self.lock:
+            values = [ttft for at, ttft in self.samples if start <= at < end and ttft is not None]
+        return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else None
+
+
+def _in_service(lab_host_, host):
+    fact = lab_host_(host).file("/etc/ansible/facts.d/gpufleet_scaling.fact")
+    return fact.exists and json.loads(fact.content_string).get("in_service") is True
+
+
+def _decisions(lab_host_, monitoring):
+    log = lab_host_(monitoring).file("/var/lib/gpufleet-scaling/decisions.jsonl")
+    return [json.loads(line) for line in log.content_string.splitlines()] if log.exists else []
+
+
+def test_the_loop_adds_the_standby_node_under_overload_and_gives_it_back_after_without_a_failed_request(
+        fleet, prometheus, lab_host):
+    (host,) = [h for h in fleet.groups["gpu_nodes"] if fleet.hostvars[h].get("gpufleet_standby")]
+    monitoring = fleet.groups["monitoring"][0]
+    converge = lab.run_playbook("playbooks/site.yml", "--tags", "alertmanager,scaling_controller",
+                                "-e", f"@{LOOP_VARS}", timeout=900)
+    assert converge.returncode == 0, converge.stdout[-4000:]
+    assert lab_host(monitoring).service("gpufleet-scaling").is_running
+    assert not _in_service(lab_host, host), "the standby node starts out of service"
+    logged = len(_decisions(lab_host, monitoring))
+
+    with Load(fleet, 2) as calm:
+        time.sleep(20)
+    calm_p95 = calm.ttft_p95(0, float("inf"))
+
+    with Load(fleet, STREAMS) as load:
+        overload = time.monotonic()
+        lab.wait_until(lambda: _in_service(lab_host, host), 300, f"the loop to bring {host} into service",
+                       interval=2)
+        lab.wait_until(lambda: all(t["health"] == "up" for t in _scraped(prometheus, host)) and _scraped(
+            prometheus, host), 120, f"Prometheus to scrape {host}", interval=2)
+        added = time.monotonic()
+        time.sleep(30)
+        after = time.monotonic()
+    before_p95, after_p95 = load.ttft_p95(overload, overload + 30), load.ttft_p95(added, after)
+
+    with Load(fleet, 2) as tail:
+        lab.wait_until(lambda: not _in_service(lab_host, host), 300, f"the loop to take {host} out of service",
+                       interval=2)
+        removed = time.monotonic()
+        time.sleep(5)
+    decisions = _decisions(lab_host, monitoring)[logged:]
+    acted = [(d["action"], d["hosts"]) for d in decisions if d["action"] != "none"]
+    print(f"overload -> added capacity: {added - overload:.0f} s; TTFT p95 calm {calm_p95:.3f} s, overloaded "
+          f"before {before_p95} s, after {after_p95} s; taken out {removed - added:.0f} s after it joined; "
+          f"load {dict(load.outcomes)}, tail {dict(tail.outcomes)}; decisions {[d['reason'] for d in decisions]}")
+    assert acted == [("out", [host]), ("in", [host])], decisions
+    assert load.failures == [] and calm.failures == [] and tail.failures == [], (load.failures + tail.failures)[:10]
+    assert load.outcomes["ok"] > 100
+    assert after_p95 is not None and before_p95 is not None and after_p95 < before_p95
+    for port in (8000, 8001):
+        assert not lab_host(host).service(f"model-server@{port}").is_running
+
+
+def _scraped(prometheus, host):
+    return [t for t in prometheus.get("/api/v1/targets").json()["data"]["activeTargets"]
+            if t["labels"].get("job") == "model_servers" and t["labels"].get("host") == host]
