@@ -156,7 +156,7 @@ def _decide(alert, pools, servers, last_actions, clock):
     except (TypeError, ValueError):
         return none(f"the desired count {annotations.get('desired')!r} is not a number")
     hosts = _hosts(servers, region, model)
-    current = sum(count for count, serving, _ in hosts.values() if serving)
+    current = sum(entry[0] for entry in hosts.values() if entry[1])
     desired = min(max(int(asked), pool["min"]), pool["max"])
     decision.update(desired=desired, current=current, min=pool["min"], max=pool["max"])
     direction = labels.get("gpufleet_scaling")
