@@ -51,9 +51,11 @@ def _gpf_namespaces() -> set[str]:
 def test_the_round_trip_is_twice_the_one_way_delay_on_top_of_the_line_s_own_cost():
     before = _gpf_namespaces()
     with DelayedLink(0.0, tag="z") as link:
-        base = {name: statistics.median(values) for name, values in _round_trips(link).items()}
-    # the Python delay line's own cost (two TUN reads and writes, two thread wake-ups): small against 2 x 2 ms
-    assert base["echo_s"] < 0.0015, base
+        zero = _round_trips(link)
+    base = {name: statistics.median(values) for name, values in zero.items()}
+    # The Python delay line's own cost (two TUN reads and writes, two thread wake-ups): small against 2 x 2 ms.
+    # Its fastest round trip, not its median, which a busy machine (CI runs other tests beside it) drives up.
+    assert min(zero["echo_s"]) < 0.0015, zero
     for one_way_s in (0.0005, 0.002):
         with DelayedLink(one_way_s, tag=f"d{int(one_way_s * 1e4)}") as link:
             measured = _round_trips(link)
