@@ -6,7 +6,6 @@ round trip at its zero-delay value: the lower bounds below fail then.
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -52,7 +51,6 @@ def test_the_round_trip_is_twice_the_one_way_delay_on_top_of_the_line_s_own_cost
     before = _gpf_namespaces()
     with DelayedLink(0.0, tag="z") as link:
         zero = _round_trips(link)
-    base = {name: statistics.median(values) for name, values in zero.items()}
     # The Python delay line's own cost (two TUN reads and writes, two thread wake-ups): small against 2 x 2 ms.
     # Its fastest round trip, not its median, which a busy machine (CI runs other tests beside it) drives up.
     assert min(zero["echo_s"]) < 0.0015, zero
@@ -62,8 +60,9 @@ def test_the_round_trip_is_twice_the_one_way_delay_on_top_of_the_line_s_own_cost
         for name, values in measured.items():
             # every round trip pays both delays: one that went missing fails the lower bound at once
             assert min(values) >= 2 * one_way_s, (one_way_s, name, values)
-            # sleep overshoot on this VM: p90 about 0.4 ms per wake-up (time.sleep(0.0005), measured 2026-12-03)
-            assert statistics.median(values) <= 2 * one_way_s + base[name] + 0.002, (one_way_s, name, values, base)
+            # and no more than asked: the fastest round trip, which a busy machine does not drive up as it does the
+            # median, within the line's own fastest cost plus sleep overshoot (p90 about 0.4 ms per wake-up here)
+            assert min(values) <= 2 * one_way_s + min(zero[name]) + 0.002, (one_way_s, name, values, zero)
     assert _gpf_namespaces() == before, "the namespaces were not removed"
 
 
