@@ -61,9 +61,13 @@ def test_every_model_server_unit_is_active_and_listening(fleet, lab_host):
 
 
 def test_model_servers_run_as_an_unprivileged_user(fleet, lab_host):
-    for host_name in fleet.groups["gpu_nodes"]:
+    serving = sorted({server["host"] for server in fleet.servers})
+    for host_name in serving:
         users = lab_host(host_name).check_output("ps -o user= -C uvicorn").split()
         assert users and set(users) == {"model-server"}, f"{host_name}: {users}"
+    # A standby node out of service (lab-use-gpu3) is provisioned but runs no model server.
+    for host_name in sorted(set(fleet.groups["gpu_nodes"]) - set(serving)):
+        assert lab_host(host_name).run("ps -o user= -C uvicorn").stdout.split() == [], host_name
 
 
 @pytest.mark.parametrize("region", ["us-east", "eu-west"])
