@@ -1,9 +1,11 @@
-"""Requests per second of short non-streamed completions through the simulator on loopback.
+"""Requests per second of short non-streamed completions through the simulator on loopback, on two HTTP stacks.
 
-Starts `uvicorn --factory gpufleet_simulator.app:create_app` with zero latencies and drives it with
-CONCURRENCY keep-alive connections for DURATION seconds, after a warm-up; prints the medians of ROUNDS:
-requests/s, and the server's CPU time per request, which a busy machine skews less than the rate. They bound
-the load the benchmarks can push through one instance.
+Starts the simulator's CLI with zero latencies twice, side by side: on vLLM's stack (uvloop and httptools, the
+CLI's default and what the model_server role runs) and on uvicorn's pure-Python one (asyncio and h11). Drives
+each with CONCURRENCY keep-alive connections for DURATION seconds, after a warm-up, in alternating rounds;
+prints the medians of ROUNDS: requests/s, and the server's CPU time per request, which a busy machine skews
+less than the rate, and the ratio of the two stacks' CPU per request. They bound the load the benchmarks can
+push through one instance.
 
     .venv/bin/python tests/bench/simulator_rps.py [--duration 5] [--rounds 3] [--concurrency 16]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -23,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "simulator"))
 from sim_support import run_server
 
+ARMS = {"uvloop + httptools": [], "asyncio + h11": ["--loop", "asyncio", "--http", "h11"]}
 BODY = {"model": "simulated-llm", "prompt": "Hello, how are you today?", "max_tokens": 4}
 
 
@@ -75,18 +79,31 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     settings = {"ttft_ms": 0, "itl_ms": 0, "prefill_ms_per_token": 0, "seed": 1}
-    with tempfile.TemporaryDirectory() as tmp, run_server(Path(tmp), **settings) as server:
-        port = int(server.base_url.rsplit(":", 1)[1])
-        asyncio.run(drive(port, 1.0, args.concurrency))  # warm-up
-        rates, costs = [], []
+    rates, costs = {arm: [] for arm in ARMS}, {arm: [] for arm in ARMS}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        servers = {arm: stack.enter_context(run_server(Path(tmp), _command(flags), **settings))
+                   for arm, flags in ARMS.items()}
+        ports = {arm: int(server.base_url.rsplit(":", 1)[1]) for arm, server in servers.items()}
+        for arm in ARMS:
+            asyncio.run(drive(ports[arm], 1.0, args.concurrency))  # warm-up
         for _ in range(args.rounds):
-            before = cpu_seconds(server.process.pid)
-            rate = asyncio.run(drive(port, args.duration, args.concurrency))
-            rates.append(rate)
-            costs.append((cpu_seconds(server.process.pid) - before) / (rate * args.duration) * 1e6)
-    print(f"short non-streamed completions: {statistics.median(rates):.0f} req/s, server CPU "
-          f"{statistics.median(costs):.0f} us/request (medians of {args.rounds} x {args.duration:g} s, "
-          f"{args.concurrency} connections; req/s {', '.join(f'{rate:.0f}' for rate in rates)})")
+            for arm, server in servers.items():
+                before = cpu_seconds(server.process.pid)
+                rate = asyncio.run(drive(ports[arm], args.duration, args.concurrency))
+                rates[arm].append(rate)
+                costs[arm].append((cpu_seconds(server.process.pid) - before) / (rate * args.duration) * 1e6)
+    print(f"short non-streamed completions, medians of {args.rounds} x {args.duration:g} s, "
+          f"{args.concurrency} connections, load average {os.getloadavg()[0]:.2f}:")
+    for arm in ARMS:
+        print(f"  {arm:<22} {statistics.median(rates[arm]):6.0f} req/s, server CPU "
+              f"{statistics.median(costs[arm]):4.0f} us/request (req/s {', '.join(f'{r:.0f}' for r in rates[arm])})")
+    vllm, python = (statistics.median(costs[arm]) for arm in ARMS)
+    print(f"  CPU per request, uvloop+httptools / asyncio+h11: {vllm / python:.2f}")
+
+
+def _command(flags: list[str]) -> list[str]:
+    return [sys.executable, "-m", "gpufleet_simulator", "--host", "127.0.0.1", "--port", "{port}",
+            "--no-access-log", *flags]
 
 
 if __name__ == "__main__":

@@ -62,10 +62,10 @@ def _wait_until_listening(base_url: str, process: subprocess.Popen, log: Path) -
 
 @contextlib.contextmanager
 def run_server(tmp_path: Path, command: list[str] | None = None, **settings: object) -> Iterator[Server]:
-    """Start `uvicorn --factory gpufleet_simulator.app:create_app` (or command) on a free port on 127.0.0.1."""
+    """Start the simulator as the model_server role runs it (its CLI, or command) on a free port on 127.0.0.1."""
     port = free_port()
-    command = command or [sys.executable, "-m", "uvicorn", "--factory", "gpufleet_simulator.app:create_app",
-                          "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    command = command or [sys.executable, "-m", "gpufleet_simulator", "--host", "127.0.0.1", "--port", str(port),
+                          "--no-access-log"]
     command = [part.replace("{port}", str(port)) for part in command]
     log = tmp_path / f"simulator-{port}.log"
     with log.open("w") as out:

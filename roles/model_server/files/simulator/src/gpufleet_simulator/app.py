@@ -1,6 +1,7 @@
 """The ASGI application: routing and the OpenAI-compatible endpoints.
 
-Served with `uvicorn --factory gpufleet_simulator.app:create_app`, configured by GPUFLEET_SIM_* variables.
+Served by `gpufleet-simulator` (cli.py: uvicorn on uvloop and httptools, as vLLM), or by
+`uvicorn --factory gpufleet_simulator.app:create_app`; configured by GPUFLEET_SIM_* variables.
 """
 
 from __future__ import annotations

@@ -18,6 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-access-log", action="store_true", help="skip uvicorn's per-request log line")
     parser.add_argument("--timeout-graceful-shutdown", type=int, metavar="SECONDS",
                         help="on SIGTERM, how long open requests may run on (uvicorn's flag; default: unbounded)")
+    parser.add_argument("--timeout-keep-alive", type=int, default=5, metavar="SECONDS",
+                        help="close an idle keep-alive connection after this long (uvicorn's flag; default 5)")
+    # vLLM's own server runs on uvloop and httptools (uvicorn[standard], through fastapi[standard]); h11 and
+    # asyncio stay selectable, for the benchmark that compares the two stacks.
+    parser.add_argument("--http", default="httptools", choices=("httptools", "h11"),
+                        help="HTTP/1.1 parser (default httptools, as vLLM)")
+    parser.add_argument("--loop", default="uvloop", choices=("uvloop", "asyncio"),
+                        help="event loop (default uvloop, as vLLM)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_arguments(parser)
     return parser
@@ -37,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     from .app import create_app
 
     uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=not args.no_access_log, timeout_graceful_shutdown=args.timeout_graceful_shutdown)
+                access_log=not args.no_access_log, timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+                timeout_keep_alive=args.timeout_keep_alive, http=args.http, loop=args.loop)
     return 0
 
 
