@@ -8,13 +8,14 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling bench bench-round-trip bench-control-plane bench-rollout docs clean
+.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling test-scaling-ec2 bench bench-round-trip bench-control-plane bench-rollout docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
 	@echo "make lab-down  remove the lab's containers and network"
 	@echo "make test      lint, ansible-test sanity, docs lint, unit tests and molecule scenarios"
 	@echo "make test-scaling  the scaling loop end to end on a running lab (not in make test)"
+	@echo "make test-scaling-ec2  a cloud pool's EC2 Auto Scaling group, in moto, resized on a running lab"
 	@echo "make bench     the serving-path benchmarks (docs/benchmarks.md)"
 
 venv: $(VENV)/.installed
@@ -98,6 +99,12 @@ molecule-gpu-stack: lab-image
 # the rulebook brings the standby node in, then gives it back after the cooldown (tests/scaling/test_loop.py).
 test-scaling: venv
 	$(BIN)/python -m pytest -s -p no:cacheprovider tests/scaling/test_loop.py
+
+# A cloud pool on a running lab (make lab first; about 4 minutes, not in `make test`): an EC2 Auto Scaling group in
+# moto on loopback grows by a VM that the gpu_fleet inventory finds and scale.yml provisions and joins, then shrinks
+# by draining that VM before terminating it (tests/scaling/test_ec2.py).
+test-scaling-ec2: venv
+	flock /tmp/gpufleet-lab.lock $(BIN)/python -m pytest -s -p no:cacheprovider tests/scaling/test_ec2.py
 
 # Podman set up and the lab image built (again only when its recipe changed), without containers.
 lab-image: venv

@@ -4,8 +4,10 @@ readiness of an instance, and threads that run them in the background until stop
 from __future__ import annotations
 
 import ssl
+import statistics
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,3 +120,37 @@ class Background:
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=90)
+
+
+class PoolStreams(Background):
+    """Streamed chats of one pool through its region's load balancer until stopped (bounded in count and time);
+    each answered one is kept as (monotonic time, TTFT)."""
+
+    def __init__(self, fleet, region, model, *, streams=4, seconds=300, requests=4000):
+        super().__init__()
+        self.outcomes, self.failures, self.samples = Counter(), [], []
+        self.deadline = time.monotonic() + seconds
+        url = fleet.lb_url(region)
+
+        def stream():
+            with fleet.client(timeout=60) as client:
+                while not self.stop.is_set() and time.monotonic() < self.deadline:
+                    with self.lock:
+                        if sum(self.outcomes.values()) >= requests:
+                            return
+                    outcome = stream_chat(client, url, model)
+                    with self.lock:
+                        self.outcomes["ok" if outcome.ok else "failed"] += 1
+                        if outcome.ok:
+                            self.samples.append((time.monotonic(), outcome.ttft_s))
+                        else:
+                            self.failures.append(outcome.what)
+
+        for _ in range(streams):
+            self.run(stream)
+
+    def ttft_p95(self, start, end):
+        """TTFT p95 of the streams answered between ``start`` and ``end``; None with fewer than 20."""
+        with self.lock:
+            values = [ttft for at, ttft in self.samples if start <= at < end and ttft is not None]
+        return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else None

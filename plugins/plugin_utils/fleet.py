@@ -158,13 +158,26 @@ def in_service(hv):
     return not is_standby(hv) or scaling_state(hv)
 
 
+# The tag EC2 puts on every instance an Auto Scaling group launches, naming the group.
+AUTOSCALING_GROUP_TAG = "aws:autoscaling:groupName"
+
+
+def autoscaling_member(hv):
+    """``{autoscaling_group, instance_id}`` of an EC2 instance that an Auto Scaling group launched (the gpu_fleet
+    inventory's ``gpufleet_instance``), else ``{}``."""
+    instance = hv.get("gpufleet_instance") or {}
+    group = (instance.get("tags") or {}).get(AUTOSCALING_GROUP_TAG) if isinstance(instance, dict) else None
+    return {"autoscaling_group": group, "instance_id": instance.get("id")} if group else {}
+
+
 def fleet_model_servers(hostvars, hosts, standby=False):
     """Every model server instance of ``hosts``, with host, address, region, model and port.
 
     A retired node (``gpufleet_retired: true``) serves nothing: the load balancers and Prometheus drop it,
     and its own instances are drained and stopped by the rollout. A standby node (``gpufleet_standby: true``)
     serves once playbooks/scale.yml brought it into service. With ``standby``, also the instances of the
-    standby nodes out of service (the fleet's capacity), each instance with ``in_service``.
+    standby nodes out of service (the fleet's capacity), each instance with ``in_service`` and, on a VM that an
+    EC2 Auto Scaling group launched, that group and the VM's instance id (``autoscaling_member``).
     """
     servers = []
     defaults = _defaults(None)
@@ -183,7 +196,7 @@ def fleet_model_servers(hostvars, hosts, standby=False):
             server = dict(instance, host=host, address=host_address(hostvars, host),
                           region=hv.get("gpufleet_region"), model=model)
             if standby:
-                server.update(in_service=serving, standby=is_standby(hv))
+                server.update(in_service=serving, standby=is_standby(hv), **autoscaling_member(hv))
             servers.append(server)
     return servers
 

@@ -53,11 +53,12 @@ def check_pools(pools, servers, where=VARIABLE):
 def _check_pool(pool, entry, instances, capacity, seen):
     if not isinstance(pool, dict):
         raise ScalingError(f"{entry} must be a mapping with region, model, min and max, got {pool!r}")
-    unknown = sorted(set(pool) - {"region", "model", "min", "max"})
+    unknown = sorted(set(pool) - set(POOL_KEYS))
     if unknown:
-        raise ScalingError(f"{entry}: unknown keys {', '.join(unknown)} (allowed: region, model, min, max)")
+        raise ScalingError(f"{entry}: unknown keys {', '.join(unknown)} (allowed: {', '.join(POOL_KEYS)})")
     region, model = pool.get("region"), pool.get("model")
-    if (region, model) not in capacity:
+    group = _autoscaling_group(pool.get("autoscaling_group"), f"{entry}.autoscaling_group")
+    if (region, model) not in capacity and group is None:
         raise ScalingError(f"{entry}: no GPU node of region {region!r} serves model {model!r}, so the pool names "
                            "no instances")
     if (region, model) in seen:
@@ -68,11 +69,38 @@ def _check_pool(pool, entry, instances, capacity, seen):
         raise ScalingError(f"{entry}: min must be at least 1 (a pool never scales to zero), got {low}")
     if low > high:
         raise ScalingError(f"{entry}: min {low} is above max {high}")
+    checked = {"region": region, "model": model, "min": low, "max": high,
+               "instances": instances.get((region, model), 0), "capacity": capacity.get((region, model), 0)}
+    if group is not None:
+        # The group's MaxSize bounds a cloud pool; only scale.yml reads it, from the EC2 API.
+        return dict(checked, autoscaling_group=group, capacity=None)
     if high > capacity[(region, model)]:
         raise ScalingError(f"{entry}: max {high} is beyond the pool's capacity of {capacity[(region, model)]} "
-                           "instances (its GPU nodes', standby ones included: declare more with gpufleet_standby)")
-    return {"region": region, "model": model, "min": low, "max": high, "instances": instances[(region, model)],
-            "capacity": capacity[(region, model)]}
+                           "instances (its GPU nodes', standby ones included: declare more with gpufleet_standby, "
+                           "or give the pool an autoscaling_group)")
+    return checked
+
+
+POOL_KEYS = ("region", "model", "min", "max", "autoscaling_group")
+GROUP_KEYS = ("name", "region", "instances_per_vm")
+
+
+def _autoscaling_group(group, where):
+    """A cloud pool's EC2 Auto Scaling group, {name, region, instances_per_vm}, checked; None for a plain pool."""
+    if group is None:
+        return None
+    if not isinstance(group, dict):
+        raise ScalingError(f"{where} must be a mapping with {', '.join(GROUP_KEYS)}, got {group!r}")
+    unknown = sorted(set(group) - set(GROUP_KEYS))
+    if unknown:
+        raise ScalingError(f"{where}: unknown keys {', '.join(unknown)} (allowed: {', '.join(GROUP_KEYS)})")
+    for name in ("name", "region"):
+        if not isinstance(group.get(name), str) or not group[name].strip():
+            raise ScalingError(f"{where}.{name} must be a non-empty string, got {group.get(name)!r}")
+    per_vm = _count(group, "instances_per_vm", where)
+    if per_vm < 1:
+        raise ScalingError(f"{where}: instances_per_vm must be at least 1, got {per_vm}")
+    return {"name": group["name"], "region": group["region"], "instances_per_vm": per_vm}
 
 
 def scaling_pools(pools, servers, where=VARIABLE):
@@ -131,8 +159,8 @@ def _choose(hosts, current, desired):
     return chosen, current
 
 
-def _decide(alert, pools, servers, last_actions, clock):
-    now, cooldown = clock
+def _decide(alert, pools, servers, last_actions, context):
+    now, cooldown, autoscaling = context
     labels, annotations = alert.get("labels") or {}, alert.get("annotations") or {}
     region, model = labels.get("region"), labels.get("model_name")
     trigger = labels.get("alertname", MANUAL)
@@ -155,9 +183,10 @@ def _decide(alert, pools, servers, last_actions, clock):
         asked = float(annotations.get("desired"))
     except (TypeError, ValueError):
         return none(f"the desired count {annotations.get('desired')!r} is not a number")
-    hosts = _hosts(servers, region, model)
-    current = sum(entry[0] for entry in hosts.values() if entry[1])
     desired = min(max(int(asked), pool["min"]), pool["max"])
+    group = _GroupPlan(pool, servers, autoscaling) if pool.get("autoscaling_group") else None
+    hosts = _hosts(servers, region, model)
+    current = group.current if group else sum(entry[0] for entry in hosts.values() if entry[1])
     decision.update(desired=desired, current=current, min=pool["min"], max=pool["max"])
     direction = labels.get("gpufleet_scaling")
     if desired == current or (direction == "out" and desired < current) or (direction == "in" and desired > current):
@@ -165,17 +194,79 @@ def _decide(alert, pools, servers, last_actions, clock):
     last = last_actions.get(decision["pool"])
     if trigger != MANUAL and last is not None and now - last < cooldown:
         return none(f"cooldown: the pool last changed {now - last:.0f} s ago, under {cooldown} s")
-    chosen, reached = _choose(hosts, current, desired)
-    if not chosen:
-        return none("out: no standby node of the pool is left out of service" if desired > current else
+    if group:
+        chosen, reached, extra = group.choose(desired)
+        decision["kind"] = "autoscaling_group"
+    else:
+        (chosen, reached), extra = _choose(hosts, current, desired), {}
+    if reached == current:
+        return none(group.none_reason(desired) if group else
+                    "out: no standby node of the pool is left out of service" if desired > current else
                     "in: no standby node of the pool can leave without going below the desired count")
-    decision.update(action="out" if desired > current else "in", hosts=chosen, reached=reached,
+    decision.update(extra, action="out" if desired > current else "in", hosts=chosen, reached=reached,
                     reason=f"{current} -> {reached} instances for a desired {desired}")
     last_actions[decision["pool"]] = now
     return decision
 
 
-def scaling_decisions(notification, pools, servers, last_actions, *, now, cooldown):
+class _GroupPlan:
+    """A cloud pool against its EC2 Auto Scaling group as the EC2 API describes it now.
+
+    The pool's instances are its fixed nodes' (in service) and its group's: instances_per_vm for each VM the group
+    wants (DesiredCapacity, the VMs still booting included). Scale-out raises the group's DesiredCapacity, never
+    above its MaxSize; scale-in picks the last VMs of the group that the inventory has, for scale.yml to drain,
+    then terminate with the group's DesiredCapacity lowered, never below its MinSize.
+    """
+
+    def __init__(self, pool, servers, autoscaling):
+        spec = pool["autoscaling_group"]
+        self.name, self.per_vm = spec["name"], spec["instances_per_vm"]
+        self.where = f"pool {pool['region']}/{pool['model']}: Auto Scaling group {self.name} ({spec['region']})"
+        described = (autoscaling or {}).get(self.name)
+        if not described:
+            raise ScalingError(f"{self.where} is not in the EC2 API's answer (does it exist in that region?)")
+        self.low, self.high = int(described["min_size"]), int(described["max_size"])
+        self.vms = int(described["desired_capacity"])
+        self.group = {"name": self.name, "region": spec["region"]}
+        hosts, self.members = _hosts(servers, pool["region"], pool["model"]), {}
+        for server in servers:
+            if server.get("autoscaling_group") == self.name and server["host"] in hosts:
+                self.members[server["host"]] = server.get("instance_id")
+        for host in self.members:
+            if hosts[host][0] != self.per_vm:
+                raise ScalingError(f"{self.where}: VM {host} runs {hosts[host][0]} instances, the pool's "
+                                   f"instances_per_vm says {self.per_vm}")
+        self.fixed = sum(count for host, (count, serving, _standby) in hosts.items()
+                         if serving and host not in self.members)
+        self.current = self.fixed + self.vms * self.per_vm
+        if pool["max"] > self.fixed + self.high * self.per_vm:
+            raise ScalingError(f"{self.where}: the pool's max {pool['max']} is beyond its capacity of "
+                               f"{self.fixed + self.high * self.per_vm} instances ({self.fixed} fixed, "
+                               f"{self.per_vm} on each of the group's at most {self.high} VMs)")
+
+    def choose(self, desired):
+        """(VMs that leave, instances reached, what scale.yml needs to act)."""
+        if desired > self.current:
+            vms = min(self.high, -(-(desired - self.fixed) // self.per_vm))
+            return [], self.fixed + vms * self.per_vm, {"autoscaling_group": dict(self.group, desired_capacity=vms)}
+        leaving, vms = [], self.vms
+        for host in reversed(list(self.members)):
+            if vms - 1 < self.low or self.fixed + (vms - 1) * self.per_vm < desired:
+                break
+            leaving.append(host)
+            vms -= 1
+        return leaving, self.fixed + vms * self.per_vm, {
+            "autoscaling_group": dict(self.group, desired_capacity=vms,
+                                      instance_ids=[self.members[host] for host in leaving])}
+
+    def none_reason(self, desired):
+        if desired > self.current:
+            return f"out: the Auto Scaling group {self.name} is at its MaxSize of {self.high} VMs"
+        return (f"in: no VM of the Auto Scaling group {self.name} can leave without going below the desired count "
+                f"or the group's MinSize of {self.low}")
+
+
+def scaling_decisions(notification, pools, servers, last_actions, *, now, cooldown, autoscaling=None):
     """One decision per alert of ``notification`` (Alertmanager's webhook body, or one alert by hand).
 
     pools: the checked pools (scaling_pools); servers: the fleet with its capacity (fleet_model_servers with
@@ -183,10 +274,14 @@ def scaling_decisions(notification, pools, servers, last_actions, *, now, cooldo
     pool waits after an action (an alert raised by hand, alertname absent, does not wait). Only standby nodes
     move: scale-out brings the first ones out of service into it, scale-in takes the last ones in service out,
     never below the desired count. The desired count is bounded by the pool's min and max again here.
+    A pool with an ``autoscaling_group`` scales its EC2 Auto Scaling group instead (_GroupPlan); autoscaling:
+    the groups as amazon.aws.autoscaling_group_info describes them, a list or {name: group}.
     """
     if not isinstance(notification, dict) or not isinstance(notification.get("alerts"), list):
         raise ScalingError(f"a scaling notification needs a list of alerts, got {type(notification).__name__}")
     actions = dict(last_actions or {})
-    clock = (float(now), float(cooldown))
-    return [_decide(alert if isinstance(alert, dict) else {}, pools, servers, actions, clock)
+    if isinstance(autoscaling, list):
+        autoscaling = {group["auto_scaling_group_name"]: group for group in autoscaling}
+    context = (float(now), float(cooldown), autoscaling)
+    return [_decide(alert if isinstance(alert, dict) else {}, pools, servers, actions, context)
             for alert in notification["alerts"]]

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import statistics
 import time
-from collections import Counter
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
     "lab_verify", Path(__file__).resolve().parents[2] / "molecule" / "default" / "tests" / "conftest.py")
 lab = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lab)
-from lab_traffic import Background, stream_chat  # noqa: E402  (on the path lab_verify sets)
+from lab_traffic import PoolStreams  # noqa: E402  (on the path lab_verify sets)
 
 REGION, MODEL = "us-east", lab.MODEL_A
 LOOP_VARS = Path(__file__).resolve().parent / "lab_loop.yml"
@@ -31,36 +29,9 @@ PORTS = (8000, 8001)  # the standby node's two instances (gpu_count 2)
 fleet, prometheus, lab_host = lab.fleet, lab.prometheus, lab.lab_host
 
 
-class Load(Background):
-    """STREAMS streamed chats through the region's load balancer, each outcome with its time and TTFT."""
-
-    def __init__(self, fleet_, streams):
-        super().__init__()
-        self.samples, self.outcomes, self.failures = [], Counter(), []
-        self.deadline = time.monotonic() + RUN_LIMIT_S
-        url = fleet_.lb_url(REGION)
-
-        def stream():
-            with fleet_.client(timeout=60) as client:
-                while not self.stop.is_set() and time.monotonic() < self.deadline:
-                    with self.lock:
-                        if sum(self.outcomes.values()) >= REQUESTS_MAX:
-                            return
-                    outcome = stream_chat(client, url, MODEL)
-                    with self.lock:
-                        self.outcomes["ok" if outcome.ok else "failed"] += 1
-                        if outcome.ok:
-                            self.samples.append((time.monotonic(), outcome.ttft_s))
-                        else:
-                            self.failures.append(outcome.what)
-
-        for _ in range(streams):
-            self.run(stream)
-
-    def ttft_p95(self, start, end):
-        with self.lock:
-            values = [ttft for at, ttft in self.samples if start <= at < end and ttft is not None]
-        return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else None
+def _load(fleet_, streams):
+    """``streams`` streamed chats of the pool through its region's load balancer, bounded as the run is."""
+    return PoolStreams(fleet_, REGION, MODEL, streams=streams, seconds=RUN_LIMIT_S, requests=REQUESTS_MAX)
 
 
 def _in_service(lab_host_, host):
@@ -84,11 +55,11 @@ def test_the_loop_adds_the_standby_node_under_overload_and_gives_it_back_after_w
     assert not _in_service(lab_host, host), "the standby node starts out of service"
     logged = len(_decisions(lab_host, monitoring))
 
-    with Load(fleet, 2) as calm:
+    with _load(fleet, 2) as calm:
         time.sleep(20)
     calm_p95 = calm.ttft_p95(0, float("inf"))
 
-    with Load(fleet, STREAMS) as load:
+    with _load(fleet, STREAMS) as load:
         overload = time.monotonic()
         lab.wait_until(lambda: _in_service(lab_host, host), 420, f"the loop to bring {host} into service",
                        interval=2)
@@ -99,7 +70,7 @@ def test_the_loop_adds_the_standby_node_under_overload_and_gives_it_back_after_w
         after = time.monotonic()
     before_p95, after_p95 = load.ttft_p95(overload, overload + 30), load.ttft_p95(added, after)
 
-    with Load(fleet, 2) as tail:
+    with _load(fleet, 2) as tail:
         # Out of service first (the fact), then drained from the load balancers and stopped.
         lab.wait_until(lambda: not _in_service(lab_host, host) and not any(
             lab_host(host).service(f"model-server@{port}").is_running for port in PORTS), 420,

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
 
 from conftest import MODEL_A, prom_query, run_playbook, wait_until
-from lab_traffic import BODY, Background, stream_chat
+from lab_traffic import BODY, PoolStreams
 
 REGION = "us-east"
 # The pool's 2 instances run 8 sequences each (the lab's max_num_seqs): 24 streams leave 8 waiting, so the load
@@ -66,31 +65,6 @@ def test_a_pool_under_load_asks_for_more_instances_within_its_bounds(fleet, prom
     assert statuses and set(statuses) == {200}, f"{len(statuses)} streams: {sorted(set(statuses))}"
 
 
-class Streams(Background):
-    """Streamed chats of one pool through its region's load balancer until stopped (bounded in count and time)."""
-
-    def __init__(self, fleet, region, model, *, streams=4, seconds=300, requests=4000):
-        super().__init__()
-        self.outcomes, self.failures = Counter(), []
-        self.deadline = time.monotonic() + seconds
-        url = fleet.lb_url(region)
-
-        def stream():
-            with fleet.client(timeout=60) as client:
-                while not self.stop.is_set() and time.monotonic() < self.deadline:
-                    with self.lock:
-                        if sum(self.outcomes.values()) >= requests:
-                            return
-                    outcome = stream_chat(client, url, model)
-                    with self.lock:
-                        self.outcomes["ok" if outcome.ok else "failed"] += 1
-                        if not outcome.ok:
-                            self.failures.append(outcome.what)
-
-        for _ in range(streams):
-            self.run(stream)
-
-
 def _scale(to, *extra):
     return run_playbook("playbooks/scale.yml", "-e", f"gpufleet_scale_region={REGION}", "-e",
                         f"gpufleet_scale_model={MODEL_A}", "-e", f"gpufleet_scale_to={to}", *extra)
@@ -113,7 +87,7 @@ def test_scaling_by_hand_brings_the_standby_node_in_and_drains_it_out_without_a_
     assert dry.returncode == 0, dry.stdout[-3000:]
     assert not any(lab_host(host).service(f"model-server@{p}").is_running for p in ports), "a dry run changed nothing"
 
-    with Streams(fleet, REGION, MODEL_A) as load:
+    with PoolStreams(fleet, REGION, MODEL_A) as load:
         time.sleep(2)
         out = _scale(4)
         assert out.returncode == 0, out.stdout[-4000:]

@@ -101,3 +101,60 @@ def test_no_standby_capacity_left_is_said_not_acted_on():
 def test_a_notification_without_alerts_is_refused():
     with pytest.raises(ScalingError, match="needs a list of alerts"):
         scaling_decisions({"status": "firing"}, POOLS, _servers(), {}, now=NOW, cooldown=45)
+
+
+# A cloud pool: g1's two fixed instances and the VMs of the EC2 Auto Scaling group "chat-east", one instance each.
+# The group as amazon.aws.autoscaling_group_info describes it (only the keys the decision reads, named as it names
+# them: https://docs.ansible.com/ansible/latest/collections/amazon/aws/autoscaling_group_info_module.html).
+GROUP_POOLS = [{"region": "east", "model": "chat", "min": 2, "max": 5, "instances": 2, "capacity": None,
+                "autoscaling_group": {"name": "chat-east", "region": "us-east-1", "instances_per_vm": 1}}]
+
+
+def _group(desired, low=0, high=3):
+    return [{"auto_scaling_group_name": "chat-east", "min_size": low, "max_size": high, "desired_capacity": desired}]
+
+
+def _vm_servers(vms):
+    servers = [{"host": "g1", "region": "east", "model": "chat", "port": p, "in_service": True, "standby": False}
+               for p in (8000, 8001)]
+    return servers + [{"host": f"vm{n}", "region": "east", "model": "chat", "port": 8000, "in_service": True,
+                       "standby": False, "autoscaling_group": "chat-east", "instance_id": f"i-{n:04x}"}
+                      for n in range(1, vms + 1)]
+
+
+def _decide_group(alert, vms, group, pools=GROUP_POOLS):
+    return scaling_decisions({"alerts": [alert]}, pools, _vm_servers(vms), {}, now=NOW, cooldown=45,
+                             autoscaling=group)
+
+
+def test_a_cloud_pool_scales_out_by_raising_its_groups_desired_capacity_within_its_max_size():
+    (decision,) = _decide_group(_alert(4), 0, _group(0))
+    assert (decision["action"], decision["hosts"], decision["current"], decision["reached"]) == ("out", [], 2, 4)
+    assert decision["autoscaling_group"] == {"name": "chat-east", "region": "us-east-1", "desired_capacity": 2}
+    # VMs still booting count: the group already wants one, which the inventory does not list yet.
+    (decision,) = _decide_group(_alert(4), 0, _group(1))
+    assert (decision["current"], decision["autoscaling_group"]["desired_capacity"]) == (3, 2)
+    (decision,) = _decide_group(_alert(5), 3, _group(3))
+    assert decision["action"] == "none" and decision["reason"] == "the pool has 5 instances, the alert asks out 5"
+
+
+def test_a_cloud_pool_scales_in_by_naming_the_last_vms_for_the_drain_never_below_the_groups_min_size():
+    (decision,) = _decide_group(_alert(3, "in"), 3, _group(3))
+    assert (decision["action"], decision["hosts"], decision["reached"]) == ("in", ["vm3", "vm2"], 3)
+    assert decision["autoscaling_group"] == {"name": "chat-east", "region": "us-east-1", "desired_capacity": 1,
+                                             "instance_ids": ["i-0003", "i-0002"]}
+    (decision,) = _decide_group(_alert(2, "in"), 3, _group(3, low=2))
+    assert (decision["hosts"], decision["reached"]) == (["vm3"], 4)
+    (decision,) = _decide_group(_alert(2, "in"), 2, _group(2, low=2))
+    assert decision["action"] == "none" and decision["reason"].endswith("the group's MinSize of 2")
+
+
+def test_a_cloud_pool_whose_max_the_group_cannot_reach_or_whose_group_is_missing_fails_the_run():
+    with pytest.raises(ScalingError, match=r"the pool's max 5 is beyond its capacity of 4 instances \(2 fixed, "
+                                           r"1 on each of the group's at most 2 VMs\)"):
+        _decide_group(_alert(4), 0, _group(0, high=2))
+    with pytest.raises(ScalingError, match=r"Auto Scaling group chat-east \(us-east-1\) is not in the EC2 API"):
+        _decide_group(_alert(4), 0, [])
+    pools = [dict(GROUP_POOLS[0], autoscaling_group=dict(GROUP_POOLS[0]["autoscaling_group"], instances_per_vm=2))]
+    with pytest.raises(ScalingError, match="VM vm1 runs 1 instances, the pool's instances_per_vm says 2"):
+        _decide_group(_alert(4), 1, _group(1), pools)

@@ -37,12 +37,21 @@ def test_good_pools_get_their_bounds_as_numbers_and_their_instances():
      "prometheus_scaling_pools[0]: min must be a whole number of instances, got True"),
     ({"region": "east", "model": "chat", "min": 1, "max": 5},
      "prometheus_scaling_pools[0]: max 5 is beyond the pool's capacity of 4 instances (its GPU nodes', standby ones "
-     "included: declare more with gpufleet_standby)"),
+     "included: declare more with gpufleet_standby, or give the pool an autoscaling_group)"),
     ({"region": "east", "model": "chat", "min": 1, "max": 2, "cooldown": 45},
-     "prometheus_scaling_pools[0]: unknown keys cooldown (allowed: region, model, min, max)"),
+     "prometheus_scaling_pools[0]: unknown keys cooldown (allowed: region, model, min, max, autoscaling_group)"),
+    ({"region": "east", "model": "chat", "min": 1, "max": 2, "autoscaling_group": {"name": "g", "region": "us-east-1"}},
+     "prometheus_scaling_pools[0].autoscaling_group: instances_per_vm must be a whole number of instances, got None"),
+    ({"region": "east", "model": "chat", "min": 1, "max": 2,
+      "autoscaling_group": {"name": "", "region": "us-east-1", "instances_per_vm": 1}},
+     "prometheus_scaling_pools[0].autoscaling_group.name must be a non-empty string, got ''"),
+    ({"region": "east", "model": "chat", "min": 1, "max": 2,
+      "autoscaling_group": {"name": "g", "region": "us-east-1", "instances_per_vm": 1, "zone": "a"}},
+     "prometheus_scaling_pools[0].autoscaling_group: unknown keys zone (allowed: name, region, instances_per_vm)"),
     ("east/chat", "prometheus_scaling_pools[0] must be a mapping with region, model, min and max, got 'east/chat'"),
 ], ids=["min-above-max", "min-zero", "no-instances", "max-not-a-number", "min-a-bool", "beyond-capacity",
-                 "unknown-key", "not-a-mapping"])
+                 "unknown-key", "group-without-instances-per-vm", "group-without-name", "group-unknown-key",
+                 "not-a-mapping"])
 def test_a_bad_pool_is_refused_with_its_entry_named(pool, problem):
     assert scaling_pool_problems([pool], SERVERS) == [problem]
     with pytest.raises(ScalingError, match=r"^prometheus_scaling_pools\[0\]"):
@@ -60,3 +69,11 @@ def test_every_problem_is_reported_not_only_the_first():
 def test_pools_that_are_not_a_list_are_refused():
     assert scaling_pool_problems({"region": "east"}, SERVERS) == [
         "prometheus_scaling_pools must be a list of {region, model, min, max}, got dict"]
+
+
+def test_a_cloud_pool_may_name_no_host_yet_and_its_group_bounds_it_when_scale_yml_runs():
+    group = {"name": "chat-west", "region": "us-west-2", "instances_per_vm": "2"}
+    (pool,) = scaling_pools([{"region": "west", "model": "small", "min": 1, "max": 40, "autoscaling_group": group}],
+                            SERVERS)
+    assert pool == {"region": "west", "model": "small", "min": 1, "max": 40, "instances": 0, "capacity": None,
+                    "autoscaling_group": {"name": "chat-west", "region": "us-west-2", "instances_per_vm": 2}}
