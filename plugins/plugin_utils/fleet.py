@@ -336,6 +336,37 @@ def _check_ports(hostvars, gpu_nodes, load_balancers, defaults):
     return errors
 
 
+_NGINX_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
+
+
+def nginx_seconds(value):
+    """An NGINX time (``60s``, ``1m30s``, ``500ms``, or a bare number of seconds) in seconds; None if it is not one."""
+    text = str(value).strip()
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|M|y)?", text)
+    if not text or "".join(number + unit for number, unit in parts) != text.replace(" ", ""):
+        return None
+    return sum(int(number) * _NGINX_TIME_UNITS[unit or "s"] for number, unit in parts)
+
+
+def _check_keepalive(hostvars, gpu_nodes, load_balancers, defaults):
+    """NGINX must close an idle upstream connection before the model server does: one the server closes while
+    NGINX sends a request on it resets that request (a 502). Values of the wrong type are left to the roles."""
+    servers = {host: _as_int(_value(hostvars[host], "model_server_keepalive_timeout", defaults)) for host in gpu_nodes}
+    servers = {host: value for host, value in servers.items() if value is not None}
+    if not servers:
+        return []
+    shortest = min(servers, key=servers.get)
+    errors = []
+    for host in load_balancers:
+        value = _value(hostvars[host], "nginx_lb_keepalive_timeout", defaults)
+        seconds = nginx_seconds(value)
+        if seconds is not None and seconds >= servers[shortest]:
+            errors.append(f"{host}: nginx_lb_keepalive_timeout {value} is not below model_server_keepalive_timeout "
+                          f"{servers[shortest]} of {shortest}: the model server would close idle connections that "
+                          "NGINX still reuses (lower the one or raise the other)")
+    return errors
+
+
 def _check_fleet_groups(groups):
     """A fleet needs GPU nodes and load balancers; an inventory without them is a mistake, not a no-op."""
     return [f"the inventory has no host in group {group} (is an inventory source missing or empty?)"
@@ -362,4 +393,5 @@ def validate_fleet(hostvars, groups, hosts=None, defaults=None):
         errors.extend(validate_host(host, hostvars[host], members, defaults))
     errors.extend(_check_lonely_load_balancers(hostvars, gpu_nodes, load_balancers))
     errors.extend(_check_ports(hostvars, gpu_nodes, load_balancers, defaults))
+    errors.extend(_check_keepalive(hostvars, gpu_nodes, load_balancers, defaults))
     return errors

@@ -21,9 +21,10 @@ ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 CONTRACT_VARIABLES = {
     "model_server": ("model_server_base_port", "model_server_tensor_parallel_size", "model_server_engine",
-                     "model_server_vllm_model"),
+                     "model_server_vllm_model", "model_server_keepalive_timeout"),
     "nginx_lb": ("nginx_lb_listen_port", "nginx_lb_plain_http_port", "nginx_lb_status_port", "nginx_lb_auth",
-                 "nginx_lb_api_keys", "nginx_lb_key_rate", "nginx_lb_key_burst", "nginx_lb_key_concurrency"),
+                 "nginx_lb_api_keys", "nginx_lb_key_rate", "nginx_lb_key_burst", "nginx_lb_key_concurrency",
+                 "nginx_lb_keepalive_timeout"),
 }
 
 

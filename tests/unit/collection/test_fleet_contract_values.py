@@ -15,9 +15,10 @@ def test_role_defaults_are_read_from_the_roles():
     model_server = yaml.safe_load((ROOT / "roles/model_server/defaults/main.yml").read_text())
     nginx_lb = yaml.safe_load((ROOT / "roles/nginx_lb/defaults/main.yml").read_text())
     model_server_names = ("model_server_base_port", "model_server_tensor_parallel_size", "model_server_engine",
-                          "model_server_vllm_model")
+                          "model_server_vllm_model", "model_server_keepalive_timeout")
     nginx_lb_names = ("nginx_lb_listen_port", "nginx_lb_plain_http_port", "nginx_lb_status_port", "nginx_lb_auth",
-                      "nginx_lb_api_keys", "nginx_lb_key_rate", "nginx_lb_key_burst", "nginx_lb_key_concurrency")
+                      "nginx_lb_api_keys", "nginx_lb_key_rate", "nginx_lb_key_burst", "nginx_lb_key_concurrency",
+                      "nginx_lb_keepalive_timeout")
     assert role_defaults() == {**{name: model_server[name] for name in model_server_names},
                                **{name: nginx_lb[name] for name in nginx_lb_names}}
 

@@ -10,6 +10,7 @@ from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet import (
     FleetLayoutError,
     fleet_model_servers,
     model_server_instances,
+    nginx_seconds,
     validate_fleet,
 )
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.gpu_fleet_names import region_group
@@ -154,3 +155,23 @@ def test_a_standby_node_serves_only_once_scaling_brought_it_in():
 def test_the_fleet_flags_must_be_booleans():
     hostvars, groups = fleet(**{"gpu-a": {"gpufleet_standby": "maybe"}, "gpu-b": {"gpufleet_retired": "no"}})
     assert validate_fleet(hostvars, groups) == ["gpu-a: gpufleet_standby must be true or false, got str 'maybe'"]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"lb-a": {"nginx_lb_keepalive_timeout": "75s"}},
+     "lb-a: nginx_lb_keepalive_timeout 75s is not below model_server_keepalive_timeout 75 of gpu-a"),
+    ({"lb-b": {"nginx_lb_keepalive_timeout": "1m30s"}},
+     "lb-b: nginx_lb_keepalive_timeout 1m30s is not below model_server_keepalive_timeout 75 of gpu-a"),
+    ({"gpu-b": {"model_server_keepalive_timeout": 5}},
+     "lb-a: nginx_lb_keepalive_timeout 60s is not below model_server_keepalive_timeout 5 of gpu-b"),
+], ids=["equal", "nginx-units", "vllm-default-on-one-node"])
+def test_nginx_must_close_an_idle_upstream_connection_before_the_model_server_does(overrides, expected):
+    hostvars, groups = fleet(**overrides)
+    problems = validate_fleet(hostvars, groups)
+    assert any(p.startswith(expected) for p in problems), problems
+    assert validate_fleet(*fleet(**{"lb-a": {"nginx_lb_keepalive_timeout": "74500ms"}})) == []
+
+
+def test_nginx_times_are_read_as_nginx_reads_them():
+    assert [nginx_seconds(v) for v in ("60s", "1m30s", "1m 30s", "500ms", "2h", 45, "60x", "")] == [
+        60, 90, 90, 0.5, 7200, 45, None, None]
