@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: loopback, which sim_support imports
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "simulator"))
 from sim_support import run_server
 

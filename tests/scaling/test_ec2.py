@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ _spec = importlib.util.spec_from_file_location("lab_verify", ROOT / "molecule" /
 lab = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lab)
 from lab_traffic import PoolStreams  # noqa: E402  (on the path lab_verify sets)
+from loopback import free_port, wait_for_port  # noqa: E402
 
 REGION, MODEL, AWS_REGION, GROUP = "us-east", lab.MODEL_A, "us-east-1", "lab-use-llm"
 SPARE = "lab-use-gpu3"  # the container the group's one VM maps onto
@@ -37,15 +37,9 @@ PORT = 8000  # g5.xlarge has one GPU: one instance per VM
 fleet, prometheus, lab_host = lab.fleet, lab.prometheus, lab.lab_host
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     home = tmp_path_factory.mktemp("aws")
@@ -53,19 +47,11 @@ def moto(tmp_path_factory):
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": str(home / "config"),
            "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials")}
     try:
-        lab.wait_until(lambda: process.poll() is None and _answers(port), 30, "moto's server")
+        wait_for_port(port, process)
         yield env
     finally:
         process.kill()
         process.wait(10)
-
-
-def _answers(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def _aws(env, service):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -13,18 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from loopback import free_port
 
 PACKAGE_DIR = Path(__file__).resolve().parents[3] / "roles" / "model_server" / "files" / "simulator"
 SRC = PACKAGE_DIR / "src"
 sys.path.insert(0, str(SRC))
 
 START_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sim_env(**settings: object) -> dict[str, str]:
