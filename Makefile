@@ -110,9 +110,11 @@ test-scaling-ec2: venv
 lab-image: venv
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab.yml --tags lab_image
 
-# The loopback comparisons of docs/benchmarks.md (about 10 minutes); they rewrite its results section.
+# The loopback comparisons of docs/benchmarks.md (about 12 minutes); they rewrite its results section and the
+# summary tables of docs/benchmarks.md and README.md.
 bench: venv
-	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md
+	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md \
+	  --summary docs/benchmarks.md --summary README.md
 
 # Comparison 2 (keepalive) with the simulator across the userspace delay line (0.5 and 2 ms one way; root).
 bench-round-trip: venv

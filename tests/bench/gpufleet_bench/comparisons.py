@@ -143,13 +143,14 @@ def _collect(arm_names, reps) -> tuple[dict[str, list], dict[str, list]]:
 
 
 def streaming(bench: Bench) -> Outcome:
-    """1. One simulator, 64 concurrent streams of 128 tokens: direct against through the role's LB."""
+    """1. One simulator, 64 concurrent streams of 128 tokens: direct against through the role's LB, and the
+    naive config (buffering on), which the ITL bound must catch."""
     streams, waves = 64, (1 if bench.quick else 3)
-    arms, ttfts = _collect(["direct", "lb"], bench.reps)
-    itls: dict[str, list] = {"direct": [], "lb": []}
+    arms, ttfts = _collect(["direct", "lb", "naive"], bench.reps)
+    itls: dict[str, list] = {arm: [] for arm in arms}
     with bench.simulators([bench.sim_one], ttft_ms=50, itl_ms=20, output_tokens=128, prefill_ms_per_token=0), \
-            bench.nginx("lb-one") as lb:
-        urls = {"direct": f"http://{bench.upstream_host}:{bench.sim_one}", "lb": lb.url}
+            bench.nginx("lb-one") as lb, bench.nginx("naive-one") as naive:
+        urls = {"direct": f"http://{bench.upstream_host}:{bench.sim_one}", "lb": lb.url, "naive": naive.url}
         for rep, arm in interleaved(list(arms), bench.reps):
             requests = workload.requests(streams * waves, [(128, 1.0)], 32, bench.seed + rep)
             times = arrivals.send_times("concurrency", 0, len(requests))
@@ -158,9 +159,13 @@ def streaming(bench: Bench) -> Outcome:
             arms[arm][rep] = _metrics(result.records)
             ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
             itls[arm] += [gap * 1000 for r in result.records if r.ok for gap in r.itl]
+    # Tokens/s follows the simulator's schedule whatever the proxy does (buffering on meets it too); the ITL bound
+    # is what catches buffering, and the last check shows that it does: the naive config must miss that bound.
     checks = [Check("output tokens/s, LB ÷ direct", _ratio(arms, "lb", "direct", "tok_s"), 0.97, True),
               Check("ITL p99, LB - direct", _delta(arms, "lb", "direct", "itl_p99"), 5.0, False, " ms"),
-              Check("TTFT p99, LB - direct", _delta(arms, "lb", "direct", "ttft_p99"), 20.0, False, " ms")]
+              Check("TTFT p99, LB - direct", _delta(arms, "lb", "direct", "ttft_p99"), 20.0, False, " ms"),
+              Check("ITL p99, naive (buffering on) - direct: misses the 5 ms bound",
+                    _delta(arms, "naive", "direct", "itl_p99"), 5.0, True, " ms")]
     plot = bench.plot_path("streaming")
     plot_comparison(plot, "1. Streaming overhead: 64 streams x 128 tokens, one simulator", [
         ("output tokens/s", _per_arm(arms, "tok_s")),
@@ -169,7 +174,8 @@ def streaming(bench: Bench) -> Outcome:
         cdfs=itls, cdf_label="inter-token latency (ms), all repetitions")
     return Outcome("streaming", "1. Streaming overhead",
                    f"One simulator (TTFT 50 ms, ITL 20 ms, 128 tokens), {streams} concurrent streams, "
-                   f"{streams * waves} requests per run; `direct` is the simulator, `lb` the role's rendered NGINX.",
+                   f"{streams * waves} requests per run; `direct` is the simulator, `lb` the role's rendered NGINX, "
+                   "`naive` the blog-post config (buffering on).",
                    arms, [("output tokens/s", "tok_s"), ("TTFT p50 (ms)", "ttft_p50"), ("TTFT p99 (ms)", "ttft_p99"),
                           ("ITL p50 (ms)", "itl_p50"), ("ITL p99 (ms)", "itl_p99"), ("failed", "failed")],
                    checks, str(plot))
@@ -356,9 +362,11 @@ def affinity(bench: Bench) -> Outcome:
                         "share_max": max(shares) / sum(shares) if sum(shares) else float("nan")})
         arms[arm][rep] = metrics
         ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
+    # Bounds a broken affinity misses (the same hit rate and TTFT as least_conn); how far above them affinity
+    # lands follows from the cache size against the two arms' working sets (docs/benchmarks.md, section 5).
     checks = [Check("prefix cache hit rate, affinity - least_conn", _delta(arms, "affinity", "least_conn", "hit_rate"),
-                    0.0, True),
-              Check("TTFT p90, affinity ÷ least_conn", _ratio(arms, "affinity", "least_conn", "ttft_p90"), 1.0,
+                    0.2, True),
+              Check("TTFT p90, affinity ÷ least_conn", _ratio(arms, "affinity", "least_conn", "ttft_p90"), 0.5,
                     False)]
     plot = bench.plot_path("affinity")
     plot_comparison(plot, "5. Session affinity: multi-turn chats, prefix-caching simulators", [

@@ -55,17 +55,32 @@ def markdown(outcomes: Sequence[Outcome], machine: dict, command: str, reps: int
     return "\n".join(lines)
 
 
+def summary_markdown(outcomes: Sequence[Outcome], machine: dict, command: str, reps: int) -> str:
+    """One row per check of every comparison: the summary that README.md and docs/benchmarks.md quote."""
+    lines = [f"`{command}`, {time.strftime('%Y-%m-%d', time.gmtime())}, {machine['cpus']} CPUs, load average "
+             f"{' '.join(machine['loadavg_at_start'])} at the start; medians of {reps} paired repetitions.", "",
+             "| comparison | check | measured | target | met |", "| --- | --- | ---: | ---: | :---: |"]
+    for outcome in outcomes:
+        for check in outcome.checks:
+            sign = "≥" if check.higher_is_better else "≤"
+            lines.append(f"| {outcome.title} | {check.label} | {_fmt(check.value, check.unit)} | "
+                         f"{sign} {_fmt(check.target, check.unit)} | {'yes' if check.met else '**no**'} |")
+    return "\n".join(lines)
+
+
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
+SUMMARY_START = "<!-- bench:summary:start -->"
+SUMMARY_END = "<!-- bench:summary:end -->"
 
 
-def update_docs(path: Path, results_md: str) -> None:
+def update_docs(path: Path, results_md: str, start: str = MARK_START, end: str = MARK_END) -> None:
     text = path.read_text()
-    if MARK_START not in text or MARK_END not in text:
-        raise RuntimeError(f"{path} has no {MARK_START} ... {MARK_END} section to fill")
-    head, rest = text.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    path.write_text(f"{head}{MARK_START}\n{results_md}\n{MARK_END}{tail}")
+    if start not in text or end not in text:
+        raise RuntimeError(f"{path} has no {start} ... {end} section to fill")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{results_md}\n{end}{tail}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=REPO / ".cache" / "bench", help="results.json, results.md")
     parser.add_argument("--img", type=Path, help="write the plots here (default: OUT/img)")
     parser.add_argument("--docs", type=Path, help="fill the results section of this markdown file")
+    parser.add_argument("--summary", type=Path, action="append", default=[],
+                        help="fill the summary section of this markdown file (repeatable; only after every "
+                             "comparison ran)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -113,6 +131,13 @@ def main(args: argparse.Namespace) -> int:
     (args.out / "results.md").write_text(results_md)
     if args.docs:
         update_docs(args.docs, results_md)
+    if args.summary and set(selected) != set(comparisons.ALL):
+        print("gpufleet-bench: summaries left as they were: they quote every comparison, and --only ran some",
+              file=sys.stderr)
+    elif args.summary:
+        summary_md = summary_markdown(outcomes, machine, command, args.reps)
+        for path in args.summary:
+            update_docs(path, summary_md, SUMMARY_START, SUMMARY_END)
     print(json.dumps({outcome.key: {check.label: [_fmt(check.value), check.met] for check in outcome.checks}
                       for outcome in outcomes}, indent=1, ensure_ascii=False))
     print(f"gpufleet-bench: {time.monotonic() - started:.0f} s; results in {args.out}", file=sys.stderr)

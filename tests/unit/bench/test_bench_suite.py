@@ -50,3 +50,17 @@ def test_quick_failover_proves_no_request_ran_twice(tmp_path):
         assert run["not_logged"] == 0
     assert (tmp_path / "img" / "bench-failover.png").read_bytes()[:4] == b"\x89PNG"
     assert "### 4. Failover" in (tmp_path / "results.md").read_text()
+
+
+def test_the_summary_quotes_every_check_with_its_target_and_whether_it_was_met():
+    from gpufleet_bench.outcome import Outcome
+
+    machine = {"cpus": 2, "loadavg_at_start": ["1.0", "0.9", "0.8"]}
+    outcome = Outcome("streaming", "1. Streaming overhead", "setup", {}, [], [
+        Check("ITL p99, LB - direct", [0.3, 0.5, 0.1], 5.0, False, " ms"),
+        Check("ITL p99, naive (buffering on) - direct: misses the 5 ms bound", [1.0, 2.0, 3.0], 5.0, True, " ms")])
+    table = suite.summary_markdown([outcome], machine, "gpufleet-bench suite", 3).splitlines()
+    assert table[-2:] == ["| 1. Streaming overhead | ITL p99, LB - direct | 0.3 ms | ≤ 5 ms | yes |",
+                          "| 1. Streaming overhead | ITL p99, naive (buffering on) - direct: misses the 5 ms bound "
+                          "| 2 ms | ≥ 5 ms | **no** |"]
+    assert "load average 1.0 0.9 0.8" in table[0]
