@@ -184,8 +184,8 @@ def _decide(alert, pools, servers, last_actions, context):
     except (TypeError, ValueError):
         return none(f"the desired count {annotations.get('desired')!r} is not a number")
     desired = min(max(int(asked), pool["min"]), pool["max"])
-    group = _GroupPlan(pool, servers, autoscaling) if pool.get("autoscaling_group") else None
     hosts = _hosts(servers, region, model)
+    group = _GroupPlan(pool, hosts, servers, autoscaling) if pool.get("autoscaling_group") else None
     current = group.current if group else sum(entry[0] for entry in hosts.values() if entry[1])
     decision.update(desired=desired, current=current, min=pool["min"], max=pool["max"])
     direction = labels.get("gpufleet_scaling")
@@ -218,7 +218,8 @@ class _GroupPlan:
     then terminate with the group's DesiredCapacity lowered, never below its MinSize.
     """
 
-    def __init__(self, pool, servers, autoscaling):
+    def __init__(self, pool, hosts, servers, autoscaling):
+        """hosts: the pool's hosts (_hosts); servers: the fleet's, whose ``autoscaling_group`` names the VMs."""
         spec = pool["autoscaling_group"]
         self.name, self.per_vm = spec["name"], spec["instances_per_vm"]
         self.where = f"pool {pool['region']}/{pool['model']}: Auto Scaling group {self.name} ({spec['region']})"
@@ -228,7 +229,7 @@ class _GroupPlan:
         self.low, self.high = int(described["min_size"]), int(described["max_size"])
         self.vms = int(described["desired_capacity"])
         self.group = {"name": self.name, "region": spec["region"]}
-        hosts, self.members = _hosts(servers, pool["region"], pool["model"]), {}
+        self.members = {}
         for server in servers:
             if server.get("autoscaling_group") == self.name and server["host"] in hosts:
                 self.members[server["host"]] = server.get("instance_id")
@@ -239,9 +240,10 @@ class _GroupPlan:
         self.fixed = sum(count for host, (count, serving, _standby) in hosts.items()
                          if serving and host not in self.members)
         self.current = self.fixed + self.vms * self.per_vm
-        if pool["max"] > self.fixed + self.high * self.per_vm:
+        capacity = self.fixed + self.high * self.per_vm
+        if pool["max"] > capacity:
             raise ScalingError(f"{self.where}: the pool's max {pool['max']} is beyond its capacity of "
-                               f"{self.fixed + self.high * self.per_vm} instances ({self.fixed} fixed, "
+                               f"{capacity} instances ({self.fixed} fixed, "
                                f"{self.per_vm} on each of the group's at most {self.high} VMs)")
 
     def choose(self, desired):

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("lab_verify", ROOT / "molecule" / "default" / "tests" / "conftest.py")
 lab = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lab)
-from lab_traffic import PoolStreams  # noqa: E402  (on the path lab_verify sets)
+from lab_traffic import Background, PoolStreams  # noqa: E402  (on the path lab_verify sets)
 from loopback import free_port, wait_for_port  # noqa: E402
 
 REGION, MODEL, AWS_REGION, GROUP = "us-east", lab.MODEL_A, "us-east-1", "lab-use-llm"
@@ -121,17 +120,17 @@ def _state(env, instance_id):
     return reservations[0]["Instances"][0]["State"]["Name"]
 
 
-class Watch:
+class Watch(Background):
     """When the VM's instance stops answering and when EC2 says the VM is terminated, polled every 0.2 s."""
 
     def __init__(self, env, instance_id, url):
+        super().__init__()
         self.stopped = self.terminated = None
-        self._stop = threading.Event()
 
         def poll():
             deadline = time.monotonic() + 600
             with httpx.Client(timeout=1) as client:
-                while not self._stop.is_set() and time.monotonic() < deadline:
+                while not self.stop.is_set() and time.monotonic() < deadline:
                     now = time.monotonic()
                     if self.stopped is None:
                         try:
@@ -142,16 +141,11 @@ class Watch:
                         self.terminated = now
                     time.sleep(0.2)
 
-        self._thread = threading.Thread(target=poll, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
+        self.run(poll)
 
     def __exit__(self, *exc):
-        time.sleep(1)
-        self._stop.set()
-        self._thread.join(10)
+        time.sleep(1)  # one more poll after the playbook returned
+        return super().__exit__(*exc)
 
 
 def _lb_configs(fleet, lab_host_):
