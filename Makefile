@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling test-scaling-ec2 bench bench-round-trip bench-control-plane bench-rollout docs clean
+.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling test-scaling-ec2 bench bench-peer-venv bench-round-trip bench-control-plane bench-rollout docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -110,9 +110,18 @@ test-scaling-ec2: venv
 lab-image: venv
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/lab.yml --tags lab_image
 
+# The peer client of the streaming and mixed-length comparisons (aiperf), in a venv of its own: its pins conflict
+# with the toolchain's (requirements/bench-peer.txt says which); reinstalled only when that file changes.
+PEER_VENV := .cache/bench-peer-venv
+bench-peer-venv: $(PEER_VENV)/.installed
+$(PEER_VENV)/.installed: requirements/bench-peer.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet -r requirements/bench-peer.txt
+	touch $@
+
 # The loopback comparisons of docs/benchmarks.md (about 12 minutes); they rewrite its results section and the
 # summary tables of docs/benchmarks.md and README.md.
-bench: venv
+bench: venv bench-peer-venv
 	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md \
 	  --summary docs/benchmarks.md --summary README.md
 

@@ -13,21 +13,24 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import arrivals, fixtures, loadgen, stats, workload
+from . import arrivals, fixtures, loadgen, peer, stats, workload
 from .client import Record
 from .outcome import Check, Outcome, interleaved
 from .plots import plot_comparison
 
 MODEL = "simulated-llm"
 TIMEOUT_S = 60.0
+PEER_TIMEOUT_S = 300.0
 
 
 class Bench:
     """Ports, rendered configs and run lengths shared by the comparisons."""
 
     def __init__(self, workdir: Path, port_base: int, *, reps: int, quick: bool, seed: int, img: Path,
-                 upstream_host: str = fixtures.LOOPBACK, simulator_prefix: Sequence[str] = ()) -> None:
+                 upstream_host: str = fixtures.LOOPBACK, simulator_prefix: Sequence[str] = (),
+                 peer: bool = False) -> None:
         self.workdir, self.reps, self.quick, self.seed, self.img = workdir, reps, quick, seed, img
+        self.peer = peer  # also run the peer client (peer.py) in the streaming and mixed-length comparisons
         # where the simulators listen and how they are started: loopback here, or across the delay line
         self.upstream_host, self.simulator_prefix = upstream_host, tuple(simulator_prefix)
         base = port_base
@@ -138,6 +141,21 @@ def _delta(outcome_arms: dict, arm: str, base: str, key: str) -> list[float]:
     return [a[key] - b[key] for a, b in zip(outcome_arms[arm], outcome_arms[base], strict=True)]
 
 
+def _peer_runs(bench: Bench, key: str, urls: dict[str, str], load: peer.Load) -> dict[str, dict]:
+    """The peer client once against each arm's URL, when the bench runs it."""
+    if not bench.peer:
+        return {}
+    return {arm: peer.run(url, load, bench.workdir, f"{key}-{arm}", model=MODEL, timeout_s=PEER_TIMEOUT_S)
+            for arm, url in urls.items()}
+
+
+def _beside_own(outcome: Outcome, figures: dict[str, dict], load: str) -> None:
+    """The peer client's figures and their ratios to the project's, as rows of the outcome's table and a note."""
+    if figures:
+        outcome.rows += peer.beside_own(outcome.arms, figures)
+        outcome.notes.append(peer.note(list(figures), load))
+
+
 def _collect(arm_names, reps) -> tuple[dict[str, list], dict[str, list]]:
     return {arm: [None] * reps for arm in arm_names}, {arm: [] for arm in arm_names}
 
@@ -159,6 +177,8 @@ def streaming(bench: Bench) -> Outcome:
             arms[arm][rep] = _metrics(result.records)
             ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
             itls[arm] += [gap * 1000 for r in result.records if r.ok for gap in r.itl]
+        load = peer.Load(streams * waves, [(128, 1.0)], concurrency=streams, seed=bench.seed)
+        figures = _peer_runs(bench, "streaming", {arm: urls[arm] for arm in arms}, load)
     # Tokens/s follows the simulator's schedule whatever the proxy does (buffering on meets it too). The last check
     # asks whether the ITL bound catches buffering, i.e. whether the naive config misses it; on 2026-12-03 it did
     # not (docs/benchmarks.md, section 1), and the check stays to say so.
@@ -173,13 +193,15 @@ def streaming(bench: Bench) -> Outcome:
         ("ITL p99 (ms)", _per_arm(arms, "itl_p99")),
         ("TTFT p99 (ms)", _per_arm(arms, "ttft_p99"))],
         cdfs=itls, cdf_label="inter-token latency (ms), all repetitions")
-    return Outcome("streaming", "1. Streaming overhead",
-                   f"One simulator (TTFT 50 ms, ITL 20 ms, 128 tokens), {streams} concurrent streams, "
-                   f"{streams * waves} requests per run; `direct` is the simulator, `lb` the role's rendered NGINX, "
-                   "`naive` the blog-post config (buffering on).",
-                   arms, [("output tokens/s", "tok_s"), ("TTFT p50 (ms)", "ttft_p50"), ("TTFT p99 (ms)", "ttft_p99"),
-                          ("ITL p50 (ms)", "itl_p50"), ("ITL p99 (ms)", "itl_p99"), ("failed", "failed")],
-                   checks, str(plot))
+    outcome = Outcome("streaming", "1. Streaming overhead",
+                      f"One simulator (TTFT 50 ms, ITL 20 ms, 128 tokens), {streams} concurrent streams, "
+                      f"{streams * waves} requests per run; `direct` is the simulator, `lb` the role's rendered "
+                      "NGINX, `naive` the blog-post config (buffering on).",
+                      arms, [("output tokens/s", "tok_s"), ("TTFT p50 (ms)", "ttft_p50"),
+                             ("TTFT p99 (ms)", "ttft_p99"), ("ITL p50 (ms)", "itl_p50"), ("ITL p99 (ms)", "itl_p99"),
+                             ("failed", "failed")], checks, str(plot))
+    _beside_own(outcome, figures, f"{streams} concurrent streams of 128 tokens, {streams * waves} requests")
+    return outcome
 
 
 def keepalive(bench: Bench, concurrency: int = 16) -> Outcome:
@@ -230,6 +252,9 @@ def heterogeneous(bench: Bench) -> Outcome:
             result = _run(_target(urls[arm]), requests, times, duration=duration + 1, prefix=f"{arm}{rep}")
             arms[arm][rep] = _metrics(result.records)
             ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
+        # lb and naive: the comparison's question; lb-round-robin would add run time and no second opinion on it
+        load = peer.Load(int(rate * duration), mix, rate=rate, seed=bench.seed + 100)
+        figures = _peer_runs(bench, "heterogeneous", {"lb": lb.url, "naive": naive.url}, load)
     checks = [Check("TTFT p90, LB ÷ naive", _ratio(arms, "lb", "naive", "ttft_p90"), 0.5, False),
               Check("TTFT p99, LB ÷ naive", _ratio(arms, "lb", "naive", "ttft_p99"), 0.7, False),
               Check("output tokens/s, LB ÷ naive", _ratio(arms, "lb", "naive", "tok_s"), 0.98, True)]
@@ -239,15 +264,19 @@ def heterogeneous(bench: Bench) -> Outcome:
         ("TTFT p99 (ms)", _per_arm(arms, "ttft_p99")),
         ("output tokens/s", _per_arm(arms, "tok_s"))],
         cdfs=ttfts, cdf_label="TTFT (ms), all repetitions")
-    return Outcome("heterogeneous", "3. Heterogeneous generations",
-                   f"Three simulators (TTFT 50 ms, ITL 10 ms, 8 sequence slots each, FIFO queue behind them); "
-                   f"80% of requests ask for 16 tokens, 20% for 512; Poisson arrivals at {rate:.1f} req/s "
-                   f"(80% of the {capacity:.1f} req/s the slots can serve) for {duration:g} s, the same seeded "
-                   "schedule for every arm of a repetition. `lb-round-robin` is the role's config with "
-                   "`nginx_lb_balancing: round_robin`: it separates what least_conn gains from what buffering costs.",
-                   arms, [("TTFT p50 (ms)", "ttft_p50"), ("TTFT p90 (ms)", "ttft_p90"), ("TTFT p99 (ms)", "ttft_p99"),
-                          ("end-to-end p99 (ms)", "e2e_p99"), ("output tokens/s", "tok_s"), ("failed", "failed")],
-                   checks, str(plot))
+    outcome = Outcome("heterogeneous", "3. Heterogeneous generations",
+                      f"Three simulators (TTFT 50 ms, ITL 10 ms, 8 sequence slots each, FIFO queue behind them); "
+                      f"80% of requests ask for 16 tokens, 20% for 512; Poisson arrivals at {rate:.1f} req/s "
+                      f"(80% of the {capacity:.1f} req/s the slots can serve) for {duration:g} s, the same seeded "
+                      "schedule for every arm of a repetition. `lb-round-robin` is the role's config with "
+                      "`nginx_lb_balancing: round_robin`: it separates what least_conn gains from what buffering "
+                      "costs.",
+                      arms, [("TTFT p50 (ms)", "ttft_p50"), ("TTFT p90 (ms)", "ttft_p90"),
+                             ("TTFT p99 (ms)", "ttft_p99"), ("end-to-end p99 (ms)", "e2e_p99"),
+                             ("output tokens/s", "tok_s"), ("failed", "failed")],
+                      checks, str(plot))
+    _beside_own(outcome, figures, f"the same length mix, Poisson at {rate:.1f} req/s, {int(rate * duration)} requests")
+    return outcome
 
 
 def _failover_run(bench: Bench, arm: str, rep: int, *, rate: float, duration: float, kill_at: float) -> dict:

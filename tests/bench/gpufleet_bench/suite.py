@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import comparisons, report
+from . import comparisons, peer, report
 from .fixtures import REPO
 from .outcome import Outcome
 
@@ -68,6 +68,7 @@ def summary_markdown(outcomes: Sequence[Outcome], machine: dict, command: str, r
     return "\n".join(lines)
 
 
+PEER_COMPARISONS = ("streaming", "heterogeneous")  # the ones that run the peer client beside their own
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
 SUMMARY_START = "<!-- bench:summary:start -->"
@@ -96,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fill the summary section of this markdown file (repeatable; only after every "
                              "comparison ran)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-peer", dest="peer", action="store_false",
+                        help=f"skip the peer client ({peer.NAME}, from {peer.VENV.relative_to(REPO)}: make "
+                             "bench-peer-venv) in the streaming and heterogeneous comparisons")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,13 +108,18 @@ def main(args: argparse.Namespace) -> int:
     if unknown or not 1 <= args.reps <= 20:
         print(f"gpufleet-bench suite: unknown comparison(s) {unknown} or --reps outside 1..20", file=sys.stderr)
         return 2
+    if args.peer and set(selected) & set(PEER_COMPARISONS) and not peer.available():
+        print(f"gpufleet-bench suite: no peer client at {peer.executable()}: run make bench-peer-venv, or pass "
+              "--no-peer", file=sys.stderr)
+        return 2
     img = args.img or args.out / "img"
     command = "gpufleet-bench suite " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "gpufleet-bench suite"
     machine = report.machine()
     started = time.monotonic()
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="gpufleet-bench-") as tmp:
-        bench = comparisons.Bench(Path(tmp), args.port_base, reps=args.reps, quick=args.quick, seed=args.seed, img=img)
+        bench = comparisons.Bench(Path(tmp), args.port_base, reps=args.reps, quick=args.quick, seed=args.seed, img=img,
+                                  peer=args.peer)
         bench.render()
         for name in selected:
             run: Callable[[comparisons.Bench], Outcome] = comparisons.ALL[name]

@@ -6,7 +6,7 @@ import dataclasses
 import random
 
 # one token per word for the simulator's tokenizer; close to one per word for real ones
-_VOCABULARY = (
+VOCABULARY = (
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
     "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey",
     "xray", "yankee", "zulu", "cluster", "node", "token", "batch", "cache", "prefix", "region", "server",
@@ -31,7 +31,7 @@ class Conversation:
 
 
 def words(rng: random.Random, count: int) -> str:
-    return " ".join(rng.choices(_VOCABULARY, k=count))
+    return " ".join(rng.choices(VOCABULARY, k=count))
 
 
 def parse_mix(text: str) -> list[tuple[int, float]]:
