@@ -119,8 +119,8 @@ $(PEER_VENV)/.installed: requirements/bench-peer.txt
 	$(PEER_VENV)/bin/pip install --quiet -r requirements/bench-peer.txt
 	touch $@
 
-# The loopback comparisons of docs/benchmarks.md (about 12 minutes); they rewrite its results section and the
-# summary tables of docs/benchmarks.md and README.md.
+# The loopback comparisons of docs/benchmarks.md (about 15 minutes, the peer client included); they rewrite its
+# results section and the summary tables of docs/benchmarks.md and README.md.
 bench: venv bench-peer-venv
 	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md \
 	  --summary docs/benchmarks.md --summary README.md
