@@ -13,8 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from . import __version__
+from .batched_engine import create_engine
 from .config import ConfigError, SimConfig
-from .engine import Engine, Sequence
+from .engine import Sequence
 from .errors import ApiError
 from .exchange import JSON, SSE, ClientGone, Exchange
 from .metrics import CONTENT_TYPE
@@ -31,7 +32,7 @@ _UNCOUNTED_HANDLERS = frozenset({"/metrics", "/health"})
 class SimulatorApp:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.engine = Engine(config)
+        self.engine = create_engine(config)
         self.vocabulary = Vocabulary()
         self._instance_id = config.instance_id.encode()
         self._routes: dict[str, dict[str, Callable[[Exchange], Awaitable[None]]]] = {
@@ -145,7 +146,7 @@ class SimulatorApp:
             raise failure
         seqs = self.engine.new_sequences(exchange.request_id, request.prompts, request.max_tokens, n=request.n,
                                          stop=request.stop, seed=request.seed)
-        responder = Responder(request, exchange.request_id, self.config.model, self.engine.prefix_cache is not None)
+        responder = Responder(request, exchange.request_id, self.config.model, self.engine.caches_prefixes)
         if request.stream:
             self.engine.check_capacity(len(seqs))
             await exchange.start(200, SSE)
@@ -229,9 +230,9 @@ class SimulatorApp:
 
 def create_app(config: SimConfig | None = None) -> SimulatorApp:
     """uvicorn factory; without a config it reads GPUFLEET_SIM_* and exits with a clear message when invalid."""
-    if config is None:
-        try:
-            config = SimConfig.from_env(os.environ)
-        except ConfigError as exc:
-            raise SystemExit(f"gpufleet-simulator: invalid configuration: {exc}") from None
-    return SimulatorApp(config)
+    if config is not None:
+        return SimulatorApp(config)  # a ConfigError (a KV cache too small for the profile) is the caller's
+    try:
+        return SimulatorApp(SimConfig.from_env(os.environ))
+    except ConfigError as exc:
+        raise SystemExit(f"gpufleet-simulator: invalid configuration: {exc}") from None

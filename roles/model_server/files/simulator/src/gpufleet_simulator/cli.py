@@ -35,16 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = {knob.name: getattr(args, knob.name) for knob in SimConfig.knobs()}
+    from .app import create_app
+
     try:
-        config = SimConfig.from_env(os.environ, overrides)
+        app = create_app(SimConfig.from_env(os.environ, overrides))
     except ConfigError as exc:
         parser.error(f"invalid configuration: {exc}")
 
     import uvicorn
 
-    from .app import create_app
-
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level,
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 access_log=not args.no_access_log, timeout_graceful_shutdown=args.timeout_graceful_shutdown,
                 timeout_keep_alive=args.timeout_keep_alive, http=args.http, loop=args.loop)
     return 0

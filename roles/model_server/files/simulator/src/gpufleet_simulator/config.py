@@ -53,6 +53,14 @@ def _optional_int(raw: str) -> int | None:
     return None if raw == "" else _number(int)(raw)
 
 
+def _profile(raw: str) -> str:
+    from .profiles import PROFILES  # profiles import batching, which needs nothing of config
+
+    if raw not in PROFILES:
+        raise ValueError(f"unknown profile {raw!r}; known: {', '.join(sorted(PROFILES))}")
+    return raw
+
+
 def _failure_types(raw: str) -> tuple[str, ...]:
     names = tuple(item.strip() for item in raw.split(",") if item.strip())
     if not names:
@@ -104,8 +112,24 @@ class SimConfig:
     seed: int | None = _knob(None, "random seed for repeatable latencies, failures and text (unset: new each start)",
                              _optional_int)
     prefix_cache_blocks: int = _knob(0, "prefix cache size in blocks of 16 tokens (0 = off)", _number(int, 0))
+    profile: str = _knob("", "GPU profile (profiles.py): continuous batching with that GPU's step times and KV cache, "
+                         "in place of the fixed ttft/itl/prefill/time-factor latencies (empty = fixed latencies)",
+                         _profile)
+    kv_cache_blocks: int = _knob(0, "with a profile: KV cache size in blocks of 16 tokens, also the prefix cache "
+                                 "(0 = the profile's)", _number(int, 0))
+    max_num_batched_tokens: int = _knob(0, "with a profile: tokens per engine step, the chunked-prefill budget "
+                                        "(0 = the profile's, vLLM's default on that GPU)", _number(int, 0))
     request_log: str = _knob("", "file to append '<unix time> <request id>' to for every generation request "
                              "accepted, written at once so a killed server leaves a complete record (empty = off)", str)
+
+    def __post_init__(self) -> None:
+        if self.profile and self.prefix_cache_blocks:
+            raise ConfigError(f"{ENV_PREFIX}PREFIX_CACHE_BLOCKS: a profile's KV cache is its prefix cache, as in "
+                              f"vLLM; size it with {ENV_PREFIX}KV_CACHE_BLOCKS")
+        for name in ("kv_cache_blocks", "max_num_batched_tokens"):
+            if not self.profile and getattr(self, name):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()}: only a profile's batching engine uses it; "
+                                  f"set {ENV_PREFIX}PROFILE too")
 
     @classmethod
     def knobs(cls) -> tuple[dataclasses.Field, ...]:

@@ -28,6 +28,7 @@ class Sequence:
     cached_tokens: int = 0
     generated: int = 0
     first_token_at: float | None = None
+    last_token_at: float | None = None  # set by the batching engine, which observes each gap as it happens
     planned_end: float | None = None  # set by non-streamed generation, which sleeps through the decode phase
     finished: bool = False
     stop_reason: str | None = None  # the stop string that ended the output, as vLLM reports it
@@ -94,8 +95,20 @@ class Engine:
         self.started_at = time.monotonic()
         self.started_at_wall = time.time()
         self.request_log = RequestLog(config.request_log) if config.request_log else None
-        self.metrics = Metrics(config.model, config.instance_id, running=lambda: self.scheduler.num_running,
-                               waiting=lambda: self.scheduler.num_waiting, kv_cache_usage=self._kv_cache_usage)
+        self.metrics = Metrics(config.model, config.instance_id, running=lambda: self.num_running,
+                               waiting=lambda: self.num_waiting, kv_cache_usage=self._kv_cache_usage)
+
+    @property
+    def num_running(self) -> int:
+        return self.scheduler.num_running
+
+    @property
+    def num_waiting(self) -> int:
+        return self.scheduler.num_waiting
+
+    @property
+    def caches_prefixes(self) -> bool:
+        return self.prefix_cache is not None
 
     @property
     def ready(self) -> bool:
