@@ -16,9 +16,11 @@ from pathlib import Path
 from . import arrivals, fixtures, loadgen, peer, stats, workload
 from .client import Record
 from .outcome import Check, Outcome, interleaved
-from .plots import plot_comparison
+from .plots import plot_comparison, plot_sweep
 
 MODEL = "simulated-llm"
+# The GPU profile of the simulator (profiles.py) that the affinity comparison runs on unless --profile names another.
+DEFAULT_PROFILE = "gpt-oss-20b-h100-pcie"
 TIMEOUT_S = 60.0
 PEER_TIMEOUT_S = 300.0
 
@@ -28,9 +30,10 @@ class Bench:
 
     def __init__(self, workdir: Path, port_base: int, *, reps: int, quick: bool, seed: int, img: Path,
                  upstream_host: str = fixtures.LOOPBACK, simulator_prefix: Sequence[str] = (),
-                 peer: bool = False) -> None:
+                 peer: bool = False, profile: str = DEFAULT_PROFILE) -> None:
         self.workdir, self.reps, self.quick, self.seed, self.img = workdir, reps, quick, seed, img
         self.peer = peer  # also run the peer client (peer.py) in the streaming and mixed-length comparisons
+        self.profile = profile  # the simulator's GPU profile where a comparison models the engine's batching
         # where the simulators listen and how they are started: loopback here, or across the delay line
         self.upstream_host, self.simulator_prefix = upstream_host, tuple(simulator_prefix)
         base = port_base
@@ -127,6 +130,30 @@ def _metrics(records: list[Record]) -> dict:
     return flat
 
 
+def _with_client(metrics: dict, result: loadgen.RunResult) -> dict:
+    """The load generator's own cost beside what it measured, to show it was not the bottleneck."""
+    return dict(metrics, client_cpu_us=result.cpu_per_request_us, client_core_share=result.core_share)
+
+
+# Above this share of one core the client, not the arm under test, may set the pace (one asyncio loop, one core).
+CLIENT_BUSY_SHARE = 0.9
+
+
+def _client_note(outcome: Outcome) -> None:
+    shares = [rep["client_core_share"] for reps in outcome.arms.values() for rep in reps
+              if rep and "client_core_share" in rep]
+    if not shares:
+        return
+    busiest = max(shares)
+    verdict = ("**it may have set the pace: these figures bound the arms from below**" if busiest > CLIENT_BUSY_SHARE
+               else "so one process was enough and the client was not the bottleneck")
+    outcome.notes.append(f"The load generator (one process, one asyncio loop) used at most {busiest:.2f} of one core "
+                         f"in any run of this comparison; {verdict}.")
+
+
+CLIENT_ROWS = [("client CPU per request (µs)", "client_cpu_us"), ("client's share of one core", "client_core_share")]
+
+
 def _per_arm(arms, key):
     """Each arm's values of ``key``, one per repetition, for a plot."""
     return {arm: [rep[key] for rep in reps] for arm, reps in arms.items()}
@@ -174,7 +201,7 @@ def streaming(bench: Bench) -> Outcome:
             times = arrivals.send_times("concurrency", 0, len(requests))
             result = _run(_target(urls[arm]), requests, times, concurrency=streams, duration=120,
                           prefix=f"{arm}{rep}")
-            arms[arm][rep] = _metrics(result.records)
+            arms[arm][rep] = _with_client(_metrics(result.records), result)
             ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
             itls[arm] += [gap * 1000 for r in result.records if r.ok for gap in r.itl]
         load = peer.Load(streams * waves, [(128, 1.0)], concurrency=streams, seed=bench.seed)
@@ -199,7 +226,8 @@ def streaming(bench: Bench) -> Outcome:
                       "NGINX, `naive` the blog-post config (buffering on).",
                       arms, [("output tokens/s", "tok_s"), ("TTFT p50 (ms)", "ttft_p50"),
                              ("TTFT p99 (ms)", "ttft_p99"), ("ITL p50 (ms)", "itl_p50"), ("ITL p99 (ms)", "itl_p99"),
-                             ("failed", "failed")], checks, str(plot))
+                             ("failed", "failed"), *CLIENT_ROWS], checks, str(plot))
+    _client_note(outcome)
     _beside_own(outcome, figures, f"{streams} concurrent streams of 128 tokens, {streams * waves} requests")
     return outcome
 
@@ -216,7 +244,7 @@ def keepalive(bench: Bench, concurrency: int = 16) -> Outcome:
             times = arrivals.send_times("concurrency", 0, len(requests))
             result = _run(_target(urls[arm], stream=False), requests, times, concurrency=concurrency,
                           duration=duration, prefix=f"{arm}{rep}")
-            arms[arm][rep] = _metrics(result.records)
+            arms[arm][rep] = _with_client(_metrics(result.records), result)
     checks = [Check("requests/s, LB ÷ naive", _ratio(arms, "lb", "naive", "req_s"), 2.0, True),
               Check("requests/s, LB ÷ direct", _ratio(arms, "lb", "direct", "req_s"), 0.8, True)]
     plot = bench.plot_path("keepalive")
@@ -224,12 +252,14 @@ def keepalive(bench: Bench, concurrency: int = 16) -> Outcome:
         ("requests/s", _per_arm(arms, "req_s")),
         ("end-to-end p50 (ms)", _per_arm(arms, "e2e_p50")),
         ("end-to-end p99 (ms)", _per_arm(arms, "e2e_p99"))])
-    return Outcome("keepalive", "2. Keepalive",
+    outcome = Outcome("keepalive", "2. Keepalive",
                    f"One simulator answering at once (1 token, no simulated latency), {concurrency} requests in "
                    f"flight for {duration:g} s per run, not streamed; the client keeps its connections alive in every "
                    "arm, so the arms differ only in what the load balancer does upstream.",
                    arms, [("requests/s", "req_s"), ("end-to-end p50 (ms)", "e2e_p50"),
-                          ("end-to-end p99 (ms)", "e2e_p99"), ("failed", "failed")], checks, str(plot))
+                          ("end-to-end p99 (ms)", "e2e_p99"), ("failed", "failed"), *CLIENT_ROWS], checks, str(plot))
+    _client_note(outcome)
+    return outcome
 
 
 def heterogeneous(bench: Bench) -> Outcome:
@@ -250,7 +280,7 @@ def heterogeneous(bench: Bench) -> Outcome:
             requests = workload.requests(count, mix, 32, bench.seed + 100 + rep)
             times = arrivals.send_times("poisson", rate, count, bench.seed + 100 + rep)
             result = _run(_target(urls[arm]), requests, times, duration=duration + 1, prefix=f"{arm}{rep}")
-            arms[arm][rep] = _metrics(result.records)
+            arms[arm][rep] = _with_client(_metrics(result.records), result)
             ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
         # lb and naive: the comparison's question; lb-round-robin would add run time and no second opinion on it
         load = peer.Load(int(rate * duration), mix, rate=rate, seed=bench.seed + 100)
@@ -273,8 +303,9 @@ def heterogeneous(bench: Bench) -> Outcome:
                       "costs.",
                       arms, [("TTFT p50 (ms)", "ttft_p50"), ("TTFT p90 (ms)", "ttft_p90"),
                              ("TTFT p99 (ms)", "ttft_p99"), ("end-to-end p99 (ms)", "e2e_p99"),
-                             ("output tokens/s", "tok_s"), ("failed", "failed")],
+                             ("output tokens/s", "tok_s"), ("failed", "failed"), *CLIENT_ROWS],
                       checks, str(plot))
+    _client_note(outcome)
     _beside_own(outcome, figures, f"the same length mix, Poisson at {rate:.1f} req/s, {int(rate * duration)} requests")
     return outcome
 
@@ -367,55 +398,97 @@ def _prefix_cache_counts(ports: list[int]) -> tuple[float, float]:
     return hits, queries
 
 
+# KV-cache sizes per instance for the affinity sweep, in 16-token blocks, against the working sets of the full run
+# (24 chats of about 1,300 tokens, 2,000 blocks in all): below what one instance holds under affinity (a third of
+# it), between that and least_conn's (every chat on every instance), and above both. The profile's own size
+# (tens of thousands of blocks on an 80 GB GPU) is the run the checks read.
+AFFINITY_CACHE_SWEEP = (350, 1000, 4000)
+
+
+def _affinity_run(bench: Bench, arm: str, rep: int, settings: dict, *, conversations: int, duration: float,
+                  prefix: str) -> tuple[dict, list[float]]:
+    """One arm's multi-turn run on fresh simulators: its metrics, and the TTFT of every answered request."""
+    turns, users, reply_tokens = 12, 12, 16
+    config = "lb-affinity" if arm == "affinity" else "lb-three"
+    talks = workload.conversations(conversations, turns, context_words=1000, turn_words=16, reply_words=reply_tokens,
+                                   seed=bench.seed + 300 + rep)
+    with bench.simulators(bench.sim_three, **settings) as sims, bench.nginx(config) as server:
+        result = asyncio.run(loadgen.run_conversations(
+            _target(server.url, api="chat"), talks, users=users, max_tokens=reply_tokens, think_time_s=0.1,
+            max_duration_s=duration, id_prefix=prefix))
+        hits, queries = _prefix_cache_counts(bench.sim_three)
+    metrics = _metrics(result.records)
+    summary = stats.summarize(result.records)
+    shares = [summary["per_instance"].get(sim.instance_id, 0) for sim in sims]
+    metrics.update({"hit_rate": summary["prefix_cache_hit_rate"],
+                    "server_hit_rate": hits / queries if queries else float("nan"),
+                    "share_max_min": max(shares) / min(shares) if min(shares) else float("inf"),
+                    "share_max": max(shares) / sum(shares) if sum(shares) else float("nan")})
+    return metrics, [r.ttft * 1000 for r in result.records if r.ok]
+
+
 def affinity(bench: Bench) -> Outcome:
-    """5. Multi-turn conversations over simulators with a prefix cache: affinity mode against least_conn."""
-    conversations, turns, users = (12, 12, 12) if bench.quick else (24, 12, 12)
-    reply_tokens, duration = 16, (10.0 if bench.quick else 40.0)
+    """5. Multi-turn conversations over simulators on a GPU profile, whose KV cache is the prefix cache: affinity
+    mode against least_conn, at the profile's cache size and across a sweep of smaller ones."""
+    conversations = 12 if bench.quick else 24
+    duration, sweep_duration = (10.0, 8.0) if bench.quick else (40.0, 20.0)
     arms, ttfts = _collect(["affinity", "least_conn"], bench.reps)
-    settings = {"ttft_ms": 20, "itl_ms": 10, "prefill_ms_per_token": 0.25, "prefix_cache_blocks": 600,
-                "max_num_seqs": 16, "time_factor_under_load": 1.5}
+    settings = {"profile": bench.profile, "max_num_seqs": 16}
     for rep, arm in interleaved(list(arms), bench.reps):
-        config = "lb-affinity" if arm == "affinity" else "lb-three"
-        talks = workload.conversations(conversations, turns, context_words=1000, turn_words=16,
-                                       reply_words=reply_tokens, seed=bench.seed + 300 + rep)
-        with bench.simulators(bench.sim_three, **settings) as sims, bench.nginx(config) as server:
-            result = asyncio.run(loadgen.run_conversations(
-                _target(server.url, api="chat"), talks, users=users, max_tokens=reply_tokens, think_time_s=0.1,
-                max_duration_s=duration, id_prefix=f"{arm}{rep}"))
-            hits, queries = _prefix_cache_counts(bench.sim_three)
-        metrics = _metrics(result.records)
-        summary = stats.summarize(result.records)
-        shares = [summary["per_instance"].get(sim.instance_id, 0) for sim in sims]
-        metrics.update({"hit_rate": summary["prefix_cache_hit_rate"],
-                        "server_hit_rate": hits / queries if queries else float("nan"),
-                        "share_max_min": max(shares) / min(shares) if min(shares) else float("inf"),
-                        "share_max": max(shares) / sum(shares) if sum(shares) else float("nan")})
-        arms[arm][rep] = metrics
-        ttfts[arm] += [r.ttft * 1000 for r in result.records if r.ok]
-    # Bounds a broken affinity misses (the same hit rate and TTFT as least_conn); how far above them affinity
-    # lands follows from the cache size against the two arms' working sets (docs/benchmarks.md, section 5).
+        arms[arm][rep], ttft = _affinity_run(bench, arm, rep, settings, conversations=conversations,
+                                             duration=duration, prefix=f"{arm}{rep}")
+        ttfts[arm] += ttft
+    sweep: dict[int, dict[str, dict]] = {}
+    for blocks in AFFINITY_CACHE_SWEEP:
+        for rep, arm in interleaved(list(arms), 1):
+            sweep.setdefault(blocks, {})[arm], _ = _affinity_run(
+                bench, arm, rep, {**settings, "kv_cache_blocks": blocks}, conversations=conversations,
+                duration=sweep_duration, prefix=f"sweep{blocks}-{arm}")
+    # Bounds a broken affinity misses (the same hit rate and TTFT as least_conn): even when every chat fits in
+    # every cache, least_conn computes a chat's context once on each instance it lands on, affinity once.
     checks = [Check("prefix cache hit rate, affinity - least_conn", _delta(arms, "affinity", "least_conn", "hit_rate"),
-                    0.2, True),
+                    0.1, True),
               Check("TTFT p90, affinity ÷ least_conn", _ratio(arms, "affinity", "least_conn", "ttft_p90"), 0.5,
                     False)]
     plot = bench.plot_path("affinity")
-    plot_comparison(plot, "5. Session affinity: multi-turn chats, prefix-caching simulators", [
+    plot_comparison(plot, f"5. Session affinity: multi-turn chats, simulators on {bench.profile}", [
         ("prefix cache hit rate", _per_arm(arms, "hit_rate")),
         ("TTFT p90 (ms)", _per_arm(arms, "ttft_p90")),
         ("requests: busiest ÷ idlest instance", _per_arm(arms, "share_max_min"))],
         cdfs=ttfts, cdf_label="TTFT (ms), all repetitions")
-    return Outcome("affinity", "5. Session affinity",
-                   f"Three simulators with a prefix cache of 600 blocks of 16 tokens each (prefill 0.25 ms per "
-                   f"uncached prompt token, TTFT 20 ms, ITL 10 ms, up to 1.5x slower when full); {users} users hold "
-                   f"{conversations} chats of {turns} turns (a 1000-word context, 16-word questions, "
-                   f"{reply_tokens}-token answers), each turn resending the whole chat with an X-Session-ID header. "
-                   "`affinity` is the role with `nginx_lb_session_affinity: true`, `least_conn` its default.",
-                   arms, [("prefix cache hit rate (client, cached ÷ prompt tokens)", "hit_rate"),
-                          ("prefix cache hit rate (simulators' metrics)", "server_hit_rate"),
-                          ("TTFT p50 (ms)", "ttft_p50"), ("TTFT p90 (ms)", "ttft_p90"), ("TTFT p99 (ms)", "ttft_p99"),
-                          ("requests: busiest ÷ idlest instance", "share_max_min"),
-                          ("busiest instance's share", "share_max"), ("requests", "requests"), ("failed", "failed")],
-                   checks, str(plot))
+    sweep_plot = bench.plot_path("affinity-cache-sweep")
+    plot_sweep(sweep_plot, "5. Session affinity against the KV-cache size per instance", "KV-cache blocks per instance",
+               sweep, [("prefix cache hit rate", "hit_rate"), ("TTFT p90 (ms)", "ttft_p90")])
+    outcome = Outcome(
+        "affinity", "5. Session affinity",
+        f"Three simulators on the `{bench.profile}` profile (continuous batching; its KV cache, "
+        "`vllm:kv_cache_usage_perc`, is also its prefix cache, as in vLLM), 16 sequence slots each; 12 users hold "
+        f"{conversations} chats of 12 turns (a 1000-word context, 16-word questions, 16-token answers), each turn "
+        "resending the whole chat with an X-Session-ID header. `affinity` is the role with "
+        "`nginx_lb_session_affinity: true`, `least_conn` its default. The checks read the runs at the profile's "
+        "cache size; the sweep below runs each arm once at smaller sizes.",
+        arms, [("prefix cache hit rate (client, cached ÷ prompt tokens)", "hit_rate"),
+               ("prefix cache hit rate (simulators' metrics)", "server_hit_rate"),
+               ("TTFT p50 (ms)", "ttft_p50"), ("TTFT p90 (ms)", "ttft_p90"), ("TTFT p99 (ms)", "ttft_p99"),
+               ("requests: busiest ÷ idlest instance", "share_max_min"),
+               ("busiest instance's share", "share_max"), ("requests", "requests"), ("failed", "failed")],
+        checks, str(plot))
+    outcome.notes.append(_sweep_table(sweep, sweep_plot))
+    return outcome
+
+
+def _sweep_table(sweep: dict[int, dict[str, dict]], plot: Path) -> str:
+    lines = ["Cache-size sweep (one run per arm and size): what affinity gains depends on whether the cache holds "
+             "least_conn's working set (every chat on every instance) or only affinity's (a third of them).", "",
+             "| KV-cache blocks per instance | hit rate, affinity | hit rate, least_conn | TTFT p90 affinity (ms) | "
+             "TTFT p90 least_conn (ms) | TTFT p90 ratio |", "|---:|---:|---:|---:|---:|---:|"]
+    for blocks, by_arm in sweep.items():
+        near, spread = by_arm["affinity"], by_arm["least_conn"]
+        ratio = near["ttft_p90"] / spread["ttft_p90"] if spread["ttft_p90"] else float("nan")
+        lines.append(f"| {blocks} | {near['hit_rate']:.2f} | {spread['hit_rate']:.2f} | {near['ttft_p90']:.0f} | "
+                     f"{spread['ttft_p90']:.0f} | {ratio:.2f} |")
+    lines += ["", f"![cache-size sweep](img/{plot.name})"]
+    return "\n".join(lines)
 
 
 def gateway(bench: Bench) -> Outcome:

@@ -40,6 +40,17 @@ class Target:
 class RunResult:
     records: list[Record]
     started_at: float  # time.perf_counter() when the first request could go
+    wall_s: float = 0.0  # from the first send to the last answer
+    cpu_s: float = 0.0  # this process's CPU time (user and system) over wall_s: the client's own cost
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return self.cpu_s / len(self.records) * 1e6 if self.records else float("nan")
+
+    @property
+    def core_share(self) -> float:
+        """Of one core, how much the client used: near 1, the client and not the server set the pace."""
+        return self.cpu_s / self.wall_s if self.wall_s else float("nan")
 
 
 def _connector(max_concurrency: int | None, tls: ssl.SSLContext | None = None) -> aiohttp.TCPConnector:
@@ -104,7 +115,7 @@ async def run_requests(target: Target, requests: Sequence[Request], send_times: 
         await asyncio.gather(*(warm() for _ in range(warm_connections)))
         limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         tasks = []
-        started_at = time.perf_counter()
+        started_at, cpu_at = time.perf_counter(), time.process_time()
 
         def expired() -> bool:
             return max_duration_s is not None and time.perf_counter() - started_at >= max_duration_s
@@ -133,7 +144,7 @@ async def run_requests(target: Target, requests: Sequence[Request], send_times: 
             records.append(record)
             tasks.append(asyncio.ensure_future(one(request, record)))
         await asyncio.gather(*tasks)
-    return RunResult(records, started_at)
+    return RunResult(records, started_at, time.perf_counter() - started_at, time.process_time() - cpu_at)
 
 
 async def run_conversations(target: Target, conversations: Sequence[Conversation], *, users: int, max_tokens: int,

@@ -75,6 +75,24 @@ def plot_comparison(path: Path, title: str, panels: Sequence[tuple[str, Mapping[
     _save(figure, path)
 
 
+def plot_sweep(path: Path, title: str, xlabel: str, sweep: Mapping[int, Mapping[str, Mapping[str, float]]],
+               panels: Sequence[tuple[str, str]]) -> None:
+    """One line per arm across a swept setting (x, log scale), one panel per metric."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.8), squeeze=False)
+    xs = sorted(sweep)
+    arms = list(sweep[xs[0]]) if xs else []
+    for axis, (label, key) in zip(axes[0], panels, strict=True):
+        for arm in arms:
+            axis.plot(xs, [sweep[x][arm][key] for x in xs], "o-", label=arm)
+        axis.set_xscale("log")
+        axis.set_xlabel(xlabel)
+        axis.set_title(label, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(title)
+    _save(figure, path)
+
+
 def _median(values: Sequence[float]) -> float:
     finite = sorted(value for value in values if value is not None and math.isfinite(value))
     if not finite:

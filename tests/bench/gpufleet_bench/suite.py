@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import comparisons, peer, report
-from .fixtures import REPO
+from .fixtures import REPO, SIMULATOR_SRC
 from .outcome import Outcome
 
 
@@ -84,6 +84,15 @@ def update_docs(path: Path, results_md: str, start: str = MARK_START, end: str =
     path.write_text(f"{head}{start}\n{results_md}\n{end}{tail}")
 
 
+def _profile_names() -> list[str]:
+    """The simulator's GPU profiles (profiles.py), read from its source as the bench starts it."""
+    if str(SIMULATOR_SRC) not in sys.path:
+        sys.path.insert(0, str(SIMULATOR_SRC))
+    from gpufleet_simulator.profiles import PROFILES
+
+    return sorted(PROFILES)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=",".join(comparisons.ALL),
                         help=f"comma-separated comparisons to run (default: all of {', '.join(comparisons.ALL)})")
@@ -97,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fill the summary section of this markdown file (repeatable; only after every "
                              "comparison ran)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default=comparisons.DEFAULT_PROFILE, choices=_profile_names(),
+                        help="the simulator's GPU profile for the comparisons that model batching (affinity; "
+                             f"default {comparisons.DEFAULT_PROFILE})")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help=f"skip the peer client ({peer.NAME}, from {peer.VENV.relative_to(REPO)}: make "
                              "bench-peer-venv) in the streaming and heterogeneous comparisons")
@@ -119,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="gpufleet-bench-") as tmp:
         bench = comparisons.Bench(Path(tmp), args.port_base, reps=args.reps, quick=args.quick, seed=args.seed, img=img,
-                                  peer=args.peer)
+                                  peer=args.peer, profile=args.profile)
         bench.render()
         for name in selected:
             run: Callable[[comparisons.Bench], Outcome] = comparisons.ALL[name]

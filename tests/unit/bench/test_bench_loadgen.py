@@ -91,3 +91,14 @@ def test_conversation_turns_extend_each_other_and_hit_the_prefix_cache(tmp_path)
         assert all(later.prompt_tokens > earlier.prompt_tokens for earlier, later in itertools.pairwise(turns))
         assert all(turn.cached_tokens >= 0.8 * earlier.prompt_tokens for earlier, turn in itertools.pairwise(turns))
     assert stats.summarize(result.records)["prefix_cache_hit_rate"] > 0.4
+
+
+def test_the_client_reports_its_own_cpu_per_request(simulator):
+    # 200 short requests, 8 in flight: the loop spends real CPU on each, never more than the run's wall time
+    requests = workload.requests(200, [(1, 1.0)], 3, seed=2)
+    result = _run(loadgen.Target(simulator.url, stream=False), requests, arrivals.send_times("concurrency", 0, 200),
+                  max_concurrency=8)
+    assert all(record.ok for record in result.records)
+    assert 0 < result.cpu_s <= result.wall_s * 1.05
+    assert 20 < result.cpu_per_request_us < 20_000
+    assert 0 < result.core_share <= 1.05

@@ -64,3 +64,45 @@ def test_the_summary_quotes_every_check_with_its_target_and_whether_it_was_met()
                           "| 1. Streaming overhead | ITL p99, naive (buffering on) - direct: misses the 5 ms bound "
                           "| 2 ms | ≥ 5 ms | **no** |"]
     assert "load average 1.0 0.9 0.8" in table[0]
+
+
+def _fake_affinity_metrics(hit_rate: float, ttft_p90: float) -> dict:
+    return {"hit_rate": hit_rate, "server_hit_rate": hit_rate, "ttft_p50": ttft_p90 / 2, "ttft_p90": ttft_p90,
+            "ttft_p99": ttft_p90 * 2, "share_max_min": 1.0, "share_max": 0.34, "requests": 10, "failed": 0}
+
+
+def test_affinity_runs_on_the_named_profile_and_sweeps_the_cache_size(tmp_path, monkeypatch):
+    from gpufleet_bench import comparisons
+
+    runs = []
+
+    def fake_run(bench, arm, rep, settings, **_):
+        runs.append((arm, dict(settings)))
+        blocks = settings.get("kv_cache_blocks", 50_000)
+        near = arm == "affinity"
+        return _fake_affinity_metrics(0.9 if near or blocks > 1000 else 0.3, 30.0 if near else 200.0), [30.0]
+
+    monkeypatch.setattr(comparisons, "_affinity_run", fake_run)
+    bench = comparisons.Bench(tmp_path, 23000, reps=1, quick=True, seed=0, img=tmp_path / "img",
+                              profile="gpt-oss-20b-h200")
+    outcome = comparisons.affinity(bench)
+    assert all(settings["profile"] == "gpt-oss-20b-h200" for _, settings in runs)
+    swept = [settings["kv_cache_blocks"] for _, settings in runs if "kv_cache_blocks" in settings]
+    assert sorted(set(swept)) == sorted(comparisons.AFFINITY_CACHE_SWEEP) and len(swept) == 2 * len(set(swept))
+    table = outcome.notes[0].splitlines()
+    assert table[4].startswith("| 350 | 0.90 | 0.30 | 30 | 200 | 0.15 |")
+    assert (tmp_path / "img" / "bench-affinity-cache-sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert [check.met for check in outcome.checks] == [False, True]  # 0.9 - 0.9 at the profile's size
+
+
+def test_the_client_note_says_when_the_load_generator_may_have_set_the_pace():
+    from gpufleet_bench.comparisons import _client_note
+    from gpufleet_bench.outcome import Outcome
+
+    calm = Outcome("keepalive", "2. Keepalive", "", {"lb": [{"client_core_share": 0.4}]}, [], [])
+    busy = Outcome("keepalive", "2. Keepalive", "", {"lb": [{"client_core_share": 0.4}],
+                                                       "naive": [{"client_core_share": 0.97}]}, [], [])
+    _client_note(calm)
+    _client_note(busy)
+    assert "at most 0.40 of one core" in calm.notes[0] and "not the bottleneck" in calm.notes[0]
+    assert "0.97" in busy.notes[0] and "may have set the pace" in busy.notes[0]
