@@ -3,20 +3,12 @@ run as that benchmark ran: a closed loop of C clients, its prompt and output len
 
 import pytest
 from gpufleet_simulator.profiles import PROFILES
-from gpufleet_simulator.virtual import closed_loop
+from gpufleet_simulator.virtual import replay as loop
 
 # The step-time model matches how inter-token latency grows with the batch; TTFT it matches less well (profiles.py
 # says why), so its bound is wider.
 ITL_TOLERANCE, TTFT_TOLERANCE = 0.10, 0.30
 CASES = [(profile, published) for profile in PROFILES.values() for published in profile.published]
-
-
-def loop(profile, concurrency: int, **overrides):
-    settings = {"kv_cache_blocks": profile.kv_cache_blocks, "max_num_seqs": 1024,
-                "max_num_batched_tokens": profile.max_num_batched_tokens, "concurrency": concurrency,
-                "prompt_tokens": profile.prompt_tokens, "output_tokens": profile.output_tokens,
-                "requests": 4 * concurrency, **overrides}
-    return closed_loop(profile.step_time, **settings)
 
 
 @pytest.mark.parametrize(("profile", "published"), CASES,

@@ -12,6 +12,7 @@ import itertools
 import statistics
 
 from .batching import BatchScheduler, StepTime
+from .profiles import PROFILES, Profile
 
 
 @dataclasses.dataclass(eq=False)
@@ -85,3 +86,32 @@ def closed_loop(step_time: StepTime, *, kv_cache_blocks: int, max_num_seqs: int,
     return LoopResult(statistics.median(ttfts), statistics.fmean(itls) if itls else 0.0,
                       min(concurrency, requests) * output_tokens / latency, len(measured), preemptions,
                       scheduler.prefix_hits / scheduler.prefix_queries if scheduler.prefix_queries else 0.0)
+
+
+def replay(profile: Profile, concurrency: int, **overrides) -> LoopResult:
+    """The profile's published run at one concurrency (vLLM's default max_num_seqs on an 80 GB GPU, 1024), each
+    client sending 4 requests; overrides change any closed_loop argument."""
+    settings = {"kv_cache_blocks": profile.kv_cache_blocks, "max_num_seqs": 1024,
+                "max_num_batched_tokens": profile.max_num_batched_tokens, "concurrency": concurrency,
+                "prompt_tokens": profile.prompt_tokens, "output_tokens": profile.output_tokens,
+                "requests": 4 * concurrency, **overrides}
+    return closed_loop(profile.step_time, **settings)
+
+
+def calibration_table() -> str:
+    """Each profile's closed loop against the published run it was fitted to, as a markdown table."""
+
+    lines = ["| profile | concurrency | TTFT p50 published (ms) | simulated | ratio | ITL mean published (ms) | "
+             "simulated | ratio |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for profile in PROFILES.values():
+        for published in profile.published:
+            result = replay(profile, published.concurrency)
+            lines.append(f"| {profile.name} | {published.concurrency} | {published.ttft_ms:.1f} | "
+                         f"{result.ttft_ms_median:.1f} | {result.ttft_ms_median / published.ttft_ms:.2f} | "
+                         f"{published.itl_ms:.2f} | {result.itl_ms_mean:.2f} | "
+                         f"{result.itl_ms_mean / published.itl_ms:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(calibration_table())
