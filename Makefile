@@ -125,9 +125,10 @@ bench: venv bench-peer-venv
 	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md \
 	  --summary docs/benchmarks.md --summary README.md
 
-# Comparison 2 (keepalive) with the simulator across the userspace delay line (0.5 and 2 ms one way; root).
+# Comparisons 2 (keepalive) and 1 (streaming) with the simulators across the userspace delay line (loopback, 0.5 and
+# 2 ms one way; root; about 10 minutes); rewrites the round-trip table of docs/benchmarks.md.
 bench-round-trip: venv
-	$(BIN)/python tests/bench/round_trip.py --out .cache/bench
+	$(BIN)/python tests/bench/round_trip.py --out .cache/bench --docs docs/benchmarks.md
 
 # site.yml on the lab with the collection's ansible.cfg against Ansible's defaults; recreates the lab.
 bench-control-plane: venv

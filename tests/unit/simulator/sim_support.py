@@ -105,3 +105,13 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     samples = parse_metrics(text)
     assert key in samples, f"{name}{labels} not in metrics:\n{text}"
     return samples[key]
+
+
+def metrics_once_idle(server: Server, labels: dict[str, str], timeout_s: float = 5.0) -> str:
+    """The metrics once no request runs any more (an abort takes a moment to reach the engine), or at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        metrics = server.metrics()
+        if metric_value(metrics, "vllm:num_requests_running", **labels) == 0 or time.monotonic() >= deadline:
+            return metrics
+        time.sleep(0.05)

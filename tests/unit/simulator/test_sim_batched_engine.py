@@ -9,7 +9,7 @@ import time
 import pytest
 from gpufleet_simulator.config import ConfigError, SimConfig
 from gpufleet_simulator.profiles import PROFILES
-from sim_support import metric_value, run_server, sse_events
+from sim_support import metric_value, metrics_once_idle, run_server, sse_events
 
 MODEL = {"model_name": "simulated-llm", "engine": "0"}
 PROFILE = "gpt-oss-20b-h100-pcie"
@@ -79,12 +79,7 @@ def test_a_client_that_leaves_frees_its_blocks(tmp_path):
                 if index == 10:
                     during = server.metrics()
                     break
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            after = server.metrics()
-            if metric_value(after, "vllm:num_requests_running", **MODEL) == 0:
-                break
-            time.sleep(0.05)
+        after = metrics_once_idle(server, MODEL)
     assert metric_value(during, "vllm:kv_cache_usage_perc", **MODEL) > 0
     assert metric_value(after, "vllm:kv_cache_usage_perc", **MODEL) == 0
     assert metric_value(after, "vllm:request_success_total", finished_reason="abort", **MODEL) == 1

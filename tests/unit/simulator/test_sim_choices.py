@@ -1,8 +1,7 @@
 """Several choices run as vLLM's child requests: each its own sequence, counted and aborted on its own."""
 
-import time
 
-from sim_support import metric_value, run_server
+from sim_support import metric_value, metrics_once_idle, run_server
 
 MODEL = {"model_name": "simulated-llm", "engine": "0"}
 
@@ -27,12 +26,7 @@ def test_a_client_gone_mid_stream_aborts_every_choice_and_frees_their_slots(tmp_
             chunks = response.iter_raw()  # keep a reference: a collected iterator closes the connection
             next(chunks)
             during = server.metrics()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            after = server.metrics()
-            if metric_value(after, "vllm:num_requests_running", **MODEL) == 0:
-                break
-            time.sleep(0.05)
+        after = metrics_once_idle(server, MODEL)
     assert metric_value(during, "vllm:num_requests_running", **MODEL) == 3
     assert metric_value(after, "vllm:num_requests_running", **MODEL) == 0
     assert metric_value(after, "vllm:request_success_total", finished_reason="abort", **MODEL) == 3
