@@ -136,7 +136,7 @@ bench-control-plane: venv
 
 # A change that restarts every model server under streaming load: the rollout against all at once; needs make lab.
 bench-rollout: venv
-	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/rollout.py --out .cache/bench --img docs/img
+	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/rollout.py --out .cache/bench --img docs/img --docs docs/benchmarks.md
 
 # The role pages in docs/roles/ are generated from each role's meta/argument_specs.yml.
 docs: venv

@@ -8,13 +8,15 @@ The change gives the simulator a model load of `--load-s` seconds (a real engine
 instance answers 503. Per arm: failed requests, TTFT p99 during the change over the steady state before it, the
 change's wall time, and a plot of requests served and instances ready over time.
 
-    flock /tmp/gpufleet-lab.lock .venv/bin/python tests/bench/rollout.py --out .cache/bench --img docs/img
+    flock /tmp/gpufleet-lab.lock .venv/bin/python tests/bench/rollout.py --out .cache/bench --img docs/img \
+        [--docs docs/benchmarks.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -174,11 +176,33 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
+MARK_START = "<!-- bench:rollout:start -->"
+MARK_END = "<!-- bench:rollout:end -->"
+
+
+def markdown(results: list[dict], load_s: float) -> str:
+    """Both arms side by side, then the ratios, as docs/benchmarks.md quotes them."""
+    rolling_, at_once = results
+    lines = [f"`tests/bench/rollout.py`, {time.strftime('%Y-%m-%d', time.gmtime())}, load average "
+             f"{' '.join(f'{value:.2f}' for value in os.getloadavg())} at the end; a model load of about "
+             f"{load_s:g} s per instance.", "",
+             "| arm | requests | failed | failed during the change | TTFT p99 during / steady | change wall time | "
+             "fewest instances ready |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        lines.append(f"| {r['arm']} | {r['requests']} | {r['failed']} | {r['failed_during']} | "
+                     f"{r['ttft_p99_ratio']:.2f}x ({r['ttft_p99_during_ms']:.0f} / {r['ttft_p99_steady_ms']:.0f} ms) | "
+                     f"{r['change_s']:.0f} s | {r['fewest_ready']} of {r['instances']} |")
+    lines += ["", f"Rolling ÷ all at once: wall time {rolling_['change_s'] / at_once['change_s']:.1f}x, failed "
+                  f"requests {rolling_['failed']} against {at_once['failed']}."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / ".cache" / "bench")
     parser.add_argument("--img", type=Path, default=None)
     parser.add_argument("--load-s", type=float, default=3.0)
+    parser.add_argument("--docs", type=Path, help="fill the rollout section of this markdown file")
     args = parser.parse_args(argv)
     fleet = Fleet()
     # Each arm sets another load time than the one running, so that it changes every instance.
@@ -192,16 +216,13 @@ def main(argv=None) -> int:
     (args.out / "rollout.json").write_text(json.dumps(results))
     if args.img:
         plot(results, args.img / "bench-rollout.png")
-    rolling_, at_once = results
-    print("| arm | requests | failed | failed during the change | TTFT p99 during / steady | change wall time | "
-          "fewest instances ready |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        print(f"| {r['arm']} | {r['requests']} | {r['failed']} | {r['failed_during']} | {r['ttft_p99_ratio']:.2f}x "
-              f"({r['ttft_p99_during_ms']:.0f} / {r['ttft_p99_steady_ms']:.0f} ms) | {r['change_s']:.0f} s | "
-              f"{r['fewest_ready']} of {r['instances']} |")
-    print(f"\nrolling ÷ all at once: wall time {rolling_['change_s'] / at_once['change_s']:.1f}x, "
-          f"failed requests {rolling_['failed']} vs {at_once['failed']}")
+    table = markdown(results, load_s)
+    print(table)
+    if args.docs:
+        sys.path.insert(0, str(REPO / "tests" / "bench"))
+        from gpufleet_bench.suite import update_docs
+
+        update_docs(args.docs, table, MARK_START, MARK_END)
     return 0
 
 
