@@ -116,7 +116,7 @@ class BlockPool:
             return False
         plain = min(count, self._free_plain)
         self._free_plain -= plain
-        for _ in range(count - plain):
+        for _evicted in range(count - plain):
             self._evictable.popitem(last=False)
         return True
 
