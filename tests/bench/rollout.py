@@ -117,6 +117,8 @@ def all_at_once(fleet: Fleet, load_s: float) -> None:
     for host in fleet.gpu_nodes:
         container = host
         ports = [s["port"] for s in fleet.servers if s["host"] == host]
+        if not ports:
+            continue  # a standby node out of service runs no instance to restart
         script = " && ".join(
             [f"sed -i 's/^GPUFLEET_SIM_STARTUP_DELAY_S=.*$/GPUFLEET_SIM_STARTUP_DELAY_S={load_s}/' "
              f"/etc/gpufleet/model-server/{p}.env" for p in ports]
