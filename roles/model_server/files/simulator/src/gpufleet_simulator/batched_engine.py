@@ -49,12 +49,8 @@ class BatchedEngine(Engine):
         self._steps: asyncio.Task | None = None
 
     @property
-    def num_running(self) -> int:
-        return self.batch.num_running
-
-    @property
-    def num_waiting(self) -> int:
-        return self.batch.num_waiting
+    def queue(self) -> BatchScheduler:  # type: ignore[override]
+        return self.batch
 
     @property
     def caches_prefixes(self) -> bool:
@@ -62,10 +58,6 @@ class BatchedEngine(Engine):
 
     def _kv_cache_usage(self) -> float:
         return self.batch.kv_cache_usage
-
-    def check_capacity(self, count: int = 1) -> None:
-        if not self.batch.has_room(count):
-            raise ApiError(503, f"Service is overloaded: waiting queue is full ({self.config.max_waiting} requests).")
 
     @asynccontextmanager
     async def running(self, seq: Sequence) -> AsyncIterator[Sequence]:

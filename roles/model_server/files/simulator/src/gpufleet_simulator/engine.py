@@ -99,12 +99,17 @@ class Engine:
                                waiting=lambda: self.num_waiting, kv_cache_usage=self._kv_cache_usage)
 
     @property
+    def queue(self) -> Scheduler:
+        """What holds the running and waiting sequences (the batching engine's batch scheduler does too)."""
+        return self.scheduler
+
+    @property
     def num_running(self) -> int:
-        return self.scheduler.num_running
+        return self.queue.num_running
 
     @property
     def num_waiting(self) -> int:
-        return self.scheduler.num_waiting
+        return self.queue.num_waiting
 
     @property
     def caches_prefixes(self) -> bool:
@@ -177,7 +182,7 @@ class Engine:
 
     def check_capacity(self, count: int = 1) -> None:
         """Reject before any response header is sent when the bounded waiting queue cannot take count more."""
-        if not self.scheduler.has_room(count):
+        if not self.queue.has_room(count):
             raise ApiError(503, f"Service is overloaded: waiting queue is full ({self.config.max_waiting} requests).")
 
     @asynccontextmanager
