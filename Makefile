@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling test-scaling-ec2 bench bench-peer-venv bench-round-trip bench-control-plane bench-rollout docs clean
+.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling test-scaling-ec2 bench bench-peer-venv bench-peer-check bench-round-trip bench-control-plane bench-rollout docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -121,7 +121,11 @@ $(PEER_VENV)/.installed: requirements/bench-peer.txt
 
 # The loopback comparisons of docs/benchmarks.md (about 15 minutes, the peer client included); they rewrite its
 # results section and the summary tables of docs/benchmarks.md and README.md.
-bench: venv bench-peer-venv
+# The peer client against a simulator on loopback (tests/bench/test_peer_live.py), before the benchmark relies on it.
+bench-peer-check: venv bench-peer-venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/bench/test_peer_live.py
+
+bench: venv bench-peer-check
 	PYTHONPATH=tests/bench $(BIN)/python -m gpufleet_bench suite --out .cache/bench --img docs/img --docs docs/benchmarks.md \
 	  --summary docs/benchmarks.md --summary README.md
 

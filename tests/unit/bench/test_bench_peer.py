@@ -1,14 +1,12 @@
-"""The peer client (aiperf): its tokenizer splits as the simulator does, its export is read right, and it runs."""
+"""The peer client (aiperf): its tokenizer splits as the simulator does and its export is read right (the live run
+against a simulator is tests/bench/test_peer_live.py, which `make bench` runs first, with the peer venv)."""
 
 import json
 import math
-import os
-import re
 import sys
 from pathlib import Path
 
 import pytest
-from bench_support import free_port
 from gpufleet_bench import fixtures, peer, peer_tokenizer, stats
 
 sys.path.insert(0, str(fixtures.SIMULATOR_SRC))
@@ -89,16 +87,3 @@ def test_the_command_asks_for_the_load_shape():
                            Path("a"), "m")
     assert poisson[poisson.index("--seq-dist") + 1] == "32,16:80;32,512:20"
     assert poisson[poisson.index("--request-rate") + 1] == "16.1" and "--concurrency" not in poisson
-
-
-@pytest.mark.skipif(not peer.available(), reason=f"no peer client at {peer.executable()} (make bench-peer-venv)")
-def test_the_peer_client_measures_the_simulators_ttft(tmp_path):
-    with fixtures.simulators([free_port()], tmp_path, {"ttft_ms": 80, "itl_ms": 10, "prefill_ms_per_token": 0}) as (
-            server,):
-        figures = peer.run(f"http://{fixtures.LOOPBACK}:{server.port}", peer.Load(8, [(16, 1.0)], concurrency=4),
-                           tmp_path, "e2e", model=fixtures.SIMULATOR_MODEL, timeout_s=120)
-    assert figures["failed"] == 0 and figures["requests"] == 8
-    assert 80 <= figures["ttft_p50"] < 80 + 60  # the configured 80 ms, plus a loaded 2-core machine's delays
-    assert 10 * 0.8 <= figures["itl_p50"] < 10 + 15
-    assert os.path.isdir(tmp_path / "peer-e2e")
-    assert re.fullmatch(r"\d+\.\d+\.\d+", peer.version())
