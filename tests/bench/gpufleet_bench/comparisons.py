@@ -398,10 +398,10 @@ def _prefix_cache_counts(ports: list[int]) -> tuple[float, float]:
     return hits, queries
 
 
-# KV-cache sizes per instance for the affinity sweep, in 16-token blocks, against the working sets of the full run
-# (24 chats of about 1,300 tokens, 2,000 blocks in all): below what one instance holds under affinity (a third of
-# it), between that and least_conn's (every chat on every instance), and above both. The profile's own size
-# (tens of thousands of blocks on an 80 GB GPU) is the run the checks read.
+# KV-cache sizes per instance for the affinity sweep, in 16-token blocks. 12 users each hold one chat of about 1,300
+# tokens (80 blocks) at a time: 350 blocks cannot hold the 16 running sequences an instance admits, 1000 holds them
+# and most cached chats, 4000 all of them (docs/benchmarks.md, section 5, has what each size measured). The
+# profile's own size (tens of thousands of blocks on an 80 GB GPU) is the run the checks read.
 AFFINITY_CACHE_SWEEP = (350, 1000, 4000)
 
 

@@ -58,7 +58,6 @@ class Slot:
     cached_tokens: int = 0  # prompt tokens found in the prefix cache at the last admission
     private_blocks: int = 0  # blocks no other sequence can share (partial blocks, generated tokens)
     shared: list[int] = dataclasses.field(default_factory=list)  # hashed prompt blocks it holds a reference to
-    admitted: bool = False
     preemptions: int = 0
 
     @property
@@ -260,7 +259,6 @@ class BatchScheduler:
         slot.shared = list(slot.hashes[:hits])
         slot.private_blocks = needed
         slot.computed = slot.cached_tokens = hits * BLOCK_SIZE
-        slot.admitted = True
         self.prefix_queries += prompt_len
         self.prefix_hits += slot.cached_tokens
         return True

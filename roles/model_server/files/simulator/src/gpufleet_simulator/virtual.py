@@ -2,13 +2,13 @@
 one, measured the way published serving benchmarks report it (median TTFT, mean inter-token latency).
 
 No sleeping: a run of minutes of engine time takes milliseconds, so the profiles' calibration against published
-figures is a unit test, and the cache-size sweep of the benchmark can be planned before anything is started.
+figures is a unit test (and `python -m gpufleet_simulator.virtual` prints it as a table).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import heapq
 import statistics
 
 from .batching import BatchScheduler, StepTime
@@ -42,13 +42,14 @@ def closed_loop(step_time: StepTime, *, kv_cache_blocks: int, max_num_seqs: int,
     are not measured."""
     scheduler = BatchScheduler(step_time, kv_cache_blocks=kv_cache_blocks, max_num_seqs=max_num_seqs,
                                max_num_batched_tokens=max_num_batched_tokens)
-    ids = itertools.count()
     prefix = [f"shared{i}" for i in range(shared_prefix_tokens)]
     sent: list[_Request] = []
+    due: list[tuple[float, int]] = []  # (send time, index in sent): a client's next request may be due before
+    # another client's first one
 
     def send(at: float) -> None:
-        number = next(ids)
-        unique = [f"r{number}t{i}" for i in range(prompt_tokens - shared_prefix_tokens)]
+        unique = [f"r{len(sent)}t{i}" for i in range(prompt_tokens - shared_prefix_tokens)]
+        heapq.heappush(due, (at, len(sent)))
         sent.append(_Request(prefix + unique, output_tokens, at))
 
     # A long benchmark's clients are out of step with each other; starting them spread over one request's
@@ -56,16 +57,15 @@ def closed_loop(step_time: StepTime, *, kv_cache_blocks: int, max_num_seqs: int,
     spread = output_tokens * step_time.seconds(concurrency, 0, concurrency * prompt_tokens) / concurrency
     for client in range(min(concurrency, requests)):
         send(client * spread)
-    now, preemptions, finished, queued = 0.0, 0, 0, 0
+    now, preemptions, finished = 0.0, 0, 0
     while finished < len(sent):
-        while queued < len(sent) and sent[queued].sent_at <= now:
-            scheduler.add(sent[queued])
-            queued += 1
+        while due and due[0][0] <= now:
+            scheduler.add(sent[heapq.heappop(due)[1]])
         step = scheduler.plan()
         if step is None:
-            if queued == len(sent):
+            if not due:
                 raise RuntimeError("the scheduler can run nothing: the KV cache cannot hold one request")
-            now = sent[queued].sent_at
+            now = due[0][0]
             continue
         now += step.seconds
         preemptions += len(step.preempted)
