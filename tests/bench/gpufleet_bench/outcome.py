@@ -12,9 +12,13 @@ from collections.abc import Sequence
 class Check:
     label: str
     per_rep: list[float]
-    target: float
+    target: float | None  # None: shown as measured, a fact the comparison reports with no target to meet or miss
     higher_is_better: bool  # value >= target passes, else value <= target
     unit: str = ""
+
+    @classmethod
+    def shown(cls, label: str, per_rep: list[float], unit: str = "") -> Check:
+        return cls(label, per_rep, None, False, unit)
 
     @property
     def value(self) -> float:
@@ -22,8 +26,16 @@ class Check:
         return statistics.median(finite) if finite else math.nan
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        """None for a figure shown as measured: it has no target."""
+        if self.target is None:
+            return None
         return self.value >= self.target if self.higher_is_better else self.value <= self.target
+
+    @property
+    def verdict(self) -> str:
+        """What the reports put in the 'met' column: yes, no, or shown (no target)."""
+        return "shown" if self.met is None else "yes" if self.met else "no"
 
     def as_dict(self) -> dict:
         return {"label": self.label, "value": self.value, "target": self.target, "unit": self.unit,

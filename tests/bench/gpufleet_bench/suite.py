@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import comparisons, peer, report
 from .fixtures import REPO, SIMULATOR_SRC
-from .outcome import Outcome
+from .outcome import Check, Outcome
 
 
 def _fmt(value: float, unit: str = "") -> str:
@@ -26,6 +26,17 @@ def _fmt(value: float, unit: str = "") -> str:
         return "n/a"
     text = f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return f"{text}{unit}"
+
+
+def _target(check: Check, signs: tuple[str, str] = ("≥", "≤")) -> str:
+    """The bound with its side, or a dash for a figure shown as measured."""
+    if check.target is None:
+        return "—"
+    return f"{signs[0] if check.higher_is_better else signs[1]} {_fmt(check.target, check.unit)}"
+
+
+def _met(check: Check) -> str:
+    return "**no**" if check.verdict == "no" else check.verdict
 
 
 def markdown(outcomes: Sequence[Outcome], machine: dict, command: str, reps: int) -> str:
@@ -43,10 +54,9 @@ def markdown(outcomes: Sequence[Outcome], machine: dict, command: str, reps: int
             lines.append(f"| {label} | " + " | ".join(_fmt(outcome.median(arm, key)) for arm in arms) + " |")
         lines += ["", "| check | measured (median of paired repetitions) | target | met |", "|---|---:|---:|:---:|"]
         for check in outcome.checks:
-            sign = "≥" if check.higher_is_better else "≤"
             per_rep = ", ".join(_fmt(value) for value in check.per_rep)
-            lines.append(f"| {check.label} | {_fmt(check.value, check.unit)} ({per_rep}) | "
-                         f"{sign} {_fmt(check.target, check.unit)} | {'yes' if check.met else '**no**'} |")
+            lines.append(f"| {check.label} | {_fmt(check.value, check.unit)} ({per_rep}) | {_target(check)} | "
+                         f"{_met(check)} |")
         for note in outcome.notes:
             lines += ["", note]
         if outcome.plot:
@@ -62,9 +72,8 @@ def summary_markdown(outcomes: Sequence[Outcome], machine: dict, command: str, r
              "| comparison | check | measured | target | met |", "| --- | --- | ---: | ---: | :---: |"]
     for outcome in outcomes:
         for check in outcome.checks:
-            sign = "≥" if check.higher_is_better else "≤"
-            lines.append(f"| {outcome.title} | {check.label} | {_fmt(check.value, check.unit)} | "
-                         f"{sign} {_fmt(check.target, check.unit)} | {'yes' if check.met else '**no**'} |")
+            lines.append(f"| {outcome.title} | {check.label} | {_fmt(check.value, check.unit)} | {_target(check)} | "
+                         f"{_met(check)} |")
     return "\n".join(lines)
 
 
@@ -141,9 +150,9 @@ def main(args: argparse.Namespace) -> int:
             outcome.wall_s = time.monotonic() - begun
             outcomes.append(outcome)
             for check in outcome.checks:
-                print(f"  {check.label}: {_fmt(check.value, check.unit)} (target "
-                      f"{'>=' if check.higher_is_better else '<='} {_fmt(check.target, check.unit)}) "
-                      f"{'met' if check.met else 'MISSED'}", file=sys.stderr, flush=True)
+                verdict = ("(shown, no target)" if check.met is None else
+                           f"(target {_target(check, ('>=', '<='))}) {'met' if check.met else 'MISSED'}")
+                print(f"  {check.label}: {_fmt(check.value, check.unit)} {verdict}", file=sys.stderr, flush=True)
     results_md = markdown(outcomes, machine, command, args.reps)
     document = {"command": command, "machine": machine, "reps": args.reps, "quick": args.quick,
                 "wall_s": time.monotonic() - started,

@@ -21,6 +21,13 @@ def test_a_check_takes_the_median_of_the_repetitions():
     assert Check("nan ignored", [float("nan"), 1.0, 3.0], 2.0, True).value == 2.0
 
 
+def test_a_figure_shown_as_measured_is_neither_met_nor_missed():
+    shown = Check.shown("ITL p99, naive - direct", [0.1, -0.2, 0.3], " ms")
+    assert shown.value == 0.1 and shown.met is None and shown.verdict == "shown"
+    assert shown.as_dict()["target"] is None and shown.as_dict()["met"] is None
+    assert [Check("c", [1.0], 2.0, True).verdict, Check("c", [3.0], 2.0, True).verdict] == ["no", "yes"]
+
+
 def test_docs_section_is_replaced_between_the_markers(tmp_path):
     doc = tmp_path / "bench.md"
     doc.write_text(f"intro\n{suite.MARK_START}\nold\n{suite.MARK_END}\noutro\n")
@@ -58,12 +65,18 @@ def test_the_summary_quotes_every_check_with_its_target_and_whether_it_was_met()
     machine = {"cpus": 2, "loadavg_at_start": ["1.0", "0.9", "0.8"]}
     outcome = Outcome("streaming", "1. Streaming overhead", "setup", {}, [], [
         Check("ITL p99, LB - direct", [0.3, 0.5, 0.1], 5.0, False, " ms"),
-        Check("ITL p99, naive (buffering on) - direct: misses the 5 ms bound", [1.0, 2.0, 3.0], 5.0, True, " ms")])
+        Check("TTFT p99, naive-gzip - direct: misses the 20 ms bound", [10.0, 12.0, 11.0], 20.0, True, " ms"),
+        Check.shown("ITL p99, naive (buffering on, no gzip) - direct", [1.0, 2.0, 3.0], " ms")])
     table = suite.summary_markdown([outcome], machine, "gpufleet-bench suite", 3).splitlines()
-    assert table[-2:] == ["| 1. Streaming overhead | ITL p99, LB - direct | 0.3 ms | ≤ 5 ms | yes |",
-                          "| 1. Streaming overhead | ITL p99, naive (buffering on) - direct: misses the 5 ms bound "
-                          "| 2 ms | ≥ 5 ms | **no** |"]
+    assert table[-3:] == ["| 1. Streaming overhead | ITL p99, LB - direct | 0.3 ms | ≤ 5 ms | yes |",
+                          "| 1. Streaming overhead | TTFT p99, naive-gzip - direct: misses the 20 ms bound | 11 ms | "
+                          "≥ 20 ms | **no** |",
+                          "| 1. Streaming overhead | ITL p99, naive (buffering on, no gzip) - direct | 2 ms | — | "
+                          "shown |"]
     assert "load average 1.0 0.9 0.8" in table[0]
+    details = suite.markdown([outcome], dict(machine, cpu="cpu", memory_gib=1, os="os", kernel="k", python="3",
+                                             nginx="nginx"), "gpufleet-bench suite", 3)
+    assert "| ITL p99, naive (buffering on, no gzip) - direct | 2 ms (1, 2, 3) | — | shown |" in details
 
 
 def _fake_affinity_metrics(hit_rate: float, ttft_p90: float) -> dict:
