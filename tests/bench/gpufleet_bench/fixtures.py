@@ -158,15 +158,28 @@ def nginx(conf: Path, port: int, workdir: Path) -> Iterator[Nginx]:
         server.stop()
 
 
-def naive_config(path: Path, workdir: Path, port: int, servers: Sequence[int], host: str = LOOPBACK) -> Path:
+# The naive config plus the compression that LLM proxy guides add for event streams, e.g. the nginx example of
+# xqdoo00o/chatgpt-web's README ("gzip on; gzip_min_length 1k; gzip_types text/event-stream;", to save traffic on
+# repetitive text), there beside proxy_buffering off, which the naive config leaves on. NGINX's gzip filter emits
+# what it has compressed only at a buffer marked flush (ngx_http_gzip_filter_add_data); unbuffered proxying marks
+# every buffer it passes on, buffered proxying none, so buffering on + gzip holds an event stream until zlib's own
+# block fills or the response ends: on NGINX 1.22 a whole 128-token answer (docs/benchmarks.md, section 1).
+# gzip_min_length is left out: it reads Content-Length, which an event stream has none of.
+GZIP_EVENT_STREAMS = ("gzip on;", "gzip_types text/event-stream;")
+
+
+def naive_config(path: Path, workdir: Path, port: int, servers: Sequence[int], host: str = LOOPBACK, *,
+                 extra: Sequence[str] = ()) -> Path:
     """The common blog setup: plain upstream, proxy_pass with Host and X-Forwarded headers, everything else default.
 
     Only the pid, logs and temp paths point into workdir (and the access log names the upstream of each request,
-    which the failover comparison needs); none of that changes how requests are proxied.
+    which the failover comparison needs); none of that changes how requests are proxied. extra: directives added
+    to the http block (GZIP_EVENT_STREAMS for the naive-gzip arm).
     """
     # ${name} are ours; NGINX's own $variables pass through untouched
     text = string.Template(NAIVE_TEMPLATE.read_text()).safe_substitute(
-        workdir=workdir, port=port, servers="\n".join(f"        server {host}:{server};" for server in servers))
+        workdir=workdir, port=port, servers="\n".join(f"        server {host}:{server};" for server in servers),
+        extra="".join(f"    {directive}\n" for directive in extra))
     if "${" in text:
         raise RuntimeError(f"{NAIVE_TEMPLATE} has a placeholder this code does not fill")
     (workdir / f"temp-{port}").mkdir(exist_ok=True)
