@@ -136,7 +136,7 @@ bench-round-trip: venv
 
 # site.yml on the lab with the collection's ansible.cfg against Ansible's defaults; recreates the lab.
 bench-control-plane: venv
-	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/control_plane.py --out .cache/bench
+	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/control_plane.py --out .cache/bench --docs docs/benchmarks.md
 
 # A change that restarts every model server under streaming load: the rollout against all at once; needs make lab.
 bench-rollout: venv
