@@ -8,7 +8,7 @@ INVENTORY := inventories/lab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling test-scaling-ec2 bench bench-peer-venv bench-peer-check bench-round-trip bench-control-plane bench-rollout docs clean
+.PHONY: help venv host-packages lab lab-down test lint sanity docs-lint unit promtool mtail molecule molecule-default molecule-gpu-stack lab-image test-scaling test-scaling-ec2 bench bench-peer-venv bench-peer-check bench-round-trip bench-control-plane bench-rollout bench-scaling docs clean
 
 help:
 	@echo "make lab       bring up the simulated two-region GPU fleet and provision it with site.yml"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-scaling  the scaling loop end to end on a running lab (not in make test)"
 	@echo "make test-scaling-ec2  a cloud pool's EC2 Auto Scaling group, in moto, resized on a running lab"
 	@echo "make bench     the serving-path benchmarks (docs/benchmarks.md)"
+	@echo "make bench-scaling  make test-scaling on a running lab, its table and plot written into docs/benchmarks.md"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -141,6 +142,12 @@ bench-control-plane: venv
 # A change that restarts every model server under streaming load: the rollout against all at once; needs make lab.
 bench-rollout: venv
 	flock /tmp/gpufleet-lab.lock $(BIN)/python tests/bench/rollout.py --out .cache/bench --img docs/img --docs docs/benchmarks.md
+
+# The scaling loop of test-scaling, whose passing run writes its table into section 10 of docs/benchmarks.md and its
+# plot (docs/img/bench-scaling.png); needs make lab, about 8 minutes.
+bench-scaling: venv
+	GPUFLEET_SCALING_DOCS=docs/benchmarks.md GPUFLEET_SCALING_IMG=docs/img \
+	  flock /tmp/gpufleet-lab.lock $(BIN)/python -m pytest -s -p no:cacheprovider tests/scaling/test_loop.py
 
 # The role pages in docs/roles/ are generated from each role's meta/argument_specs.yml.
 docs: venv

@@ -159,6 +159,12 @@ def test_publish_without_a_plot_links_none(tmp_path):
     assert "![" not in docs.read_text() and "| streams failed / answered | 0 / 12 529 |" in docs.read_text()
 
 
+def test_the_docs_have_the_markers_in_the_scaling_section():
+    text = (REPO / "docs" / "benchmarks.md").read_text()
+    section = text.split("## 10. Scaling", 1)[1].split("\n## ", 1)[0]
+    assert section.count(scaling_report.MARK_START) == 1 and section.count(scaling_report.MARK_END) == 1
+
+
 def test_save_writes_the_result_as_json(tmp_path):
     import json
 
