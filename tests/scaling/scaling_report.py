@@ -23,17 +23,17 @@ import time
 from pathlib import Path
 
 import yaml
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.fleet_defaults import ROLES, role_default
 
 REPO = Path(__file__).resolve().parents[2]
 LOOP_VARS = Path(__file__).resolve().parent / "lab_loop.yml"
 MARK_START = "<!-- bench:scaling:start -->"
 MARK_END = "<!-- bench:scaling:end -->"
-# Each setting of the loop that the report quotes, by the variable that sets it and the role whose default it has.
-SETTINGS = {"scale_out_for": ("prometheus_alert_scale_out_for", "prometheus"),
-            "scale_in_for": ("prometheus_alert_scale_in_for", "prometheus"),
-            "evaluation_interval": ("prometheus_evaluation_interval", "prometheus"),
-            "group_wait": ("alertmanager_scaling_group_wait", "alertmanager"),
-            "cooldown": ("scaling_controller_cooldown", "scaling_controller")}
+# Each setting of the loop that the report quotes, by the variable that sets it (its role's default is read where
+# the role owns it, through fleet_defaults).
+SETTINGS = {"scale_out_for": "prometheus_alert_scale_out_for", "scale_in_for": "prometheus_alert_scale_in_for",
+            "evaluation_interval": "prometheus_evaluation_interval", "group_wait": "alertmanager_scaling_group_wait",
+            "cooldown": "scaling_controller_cooldown"}
 # The phase boundaries the plot draws, in their order in the run.
 PHASES = (("overload", "overload"), ("scale_out_decision", "scale-out decided"), ("in_service", "node in service"),
           ("scraped", "instances scraped"), ("load_end", "load ends"), ("scale_in_decision", "scale-in decided"),
@@ -55,19 +55,18 @@ def duration_s(value) -> float:
     return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
 
 
-def loop_settings(hostvars: dict, loop_vars: Path = LOOP_VARS, roles: Path = REPO / "roles") -> dict[str, float]:
+def loop_settings(hostvars: dict, loop_vars: Path = LOOP_VARS, roles: Path = ROLES) -> dict[str, float]:
     """The loop's timing as the run configures it, in seconds: the extra vars of the run (lab_loop.yml) over the
     monitoring host's inventory variables (``hostvars``, as ansible-inventory lists them) over the roles' defaults."""
     extra = yaml.safe_load(loop_vars.read_text()) or {}
     settings = {}
-    for key, (name, role) in SETTINGS.items():
-        defaults = yaml.safe_load((roles / role / "defaults" / "main.yml").read_text()) or {}
-        source = next((s for s in (extra, hostvars, defaults) if name in s), None)
-        if source is None:
-            raise KeyError(f"{name} is set nowhere (extra vars, inventory, roles/{role}/defaults)")
-        if "{{" in str(source[name]):
-            raise ValueError(f"{name} is a template ({source[name]!r}): the report cannot read its value")
-        settings[key] = duration_s(source[name])
+    for key, name in SETTINGS.items():
+        value = next((source[name] for source in (extra, hostvars) if name in source), None)
+        if value is None:
+            value = role_default(name, roles)  # refuses a default that is a template
+        if "{{" in str(value):
+            raise ValueError(f"{name} is a template ({value!r}): the report cannot read its value")
+        settings[key] = duration_s(value)
     return settings
 
 

@@ -107,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated comparisons to run (default: all of {', '.join(comparisons.ALL)})")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per arm (default 3)")
     parser.add_argument("--quick", action="store_true", help="short runs, for a smoke test (numbers are noisy)")
-    parser.add_argument("--port-base", type=int, default=18000, help="loopback ports used: base+100 .. base+409")
+    parser.add_argument("--port-base", type=int, default=18000, help="loopback ports used: base+100 .. base+509")
     parser.add_argument("--out", type=Path, default=REPO / ".cache" / "bench", help="results.json, results.md")
     parser.add_argument("--img", type=Path, help="write the plots here (default: OUT/img)")
     parser.add_argument("--docs", type=Path, help="fill the results section of this markdown file")
