@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "lab"
 RUN_TIMEOUT_S = 3600
 CONFIGS = ("collection", "defaults")
+CONFIG_LABELS = {"collection": "collection's ansible.cfg", "defaults": "Ansible's defaults"}
 RERUN_TARGET = 0.3
 MARK_START = "<!-- bench:control-plane:start -->"
 MARK_END = "<!-- bench:control-plane:end -->"
@@ -93,18 +95,12 @@ def converge(name: str, env: dict[str, str], workdir: Path, log: Path) -> dict:
     return result
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
 def markdown(runs: list[dict]) -> str:
     """Both configurations side by side, the rerun ratio against its target, and where the rerun spends its time."""
     configs = [config for config in CONFIGS if any(r["config"] == config for r in runs)]
 
     def median(config: str, run: str) -> float:
-        return _median([r[run]["wall_s"] for r in runs if r["config"] == config])
+        return statistics.median([r[run]["wall_s"] for r in runs if r["config"] == config])
 
     def walls(config: str, run: str) -> str:
         return ", ".join(f"{r[run]['wall_s']:.0f}" for r in runs if r["config"] == config)
@@ -127,17 +123,14 @@ def markdown(runs: list[dict]) -> str:
     lines += ["", f"Second run ÷ first converge with the {CONFIG_LABELS[configs[0]]}: {ratio:.2f} against a target "
               f"of at most {RERUN_TARGET} ({'met' if ratio <= RERUN_TARGET else '**missed**'}).", ""]
     roles = sorted({role for r in ours for role in r["second"]["roles_s"]},
-                   key=lambda role: -_median([r["second"]["roles_s"].get(role, 0.0) for r in ours]))
+                   key=lambda role: -statistics.median([r["second"]["roles_s"].get(role, 0.0) for r in ours]))
     lines += [f"Where the time goes, {CONFIG_LABELS[configs[0]]} (profile_roles, s, median):", "",
               "| role | first converge | second run | second ÷ first |", "|---|---:|---:|---:|"]
     for role in roles:
-        first = _median([r["first"]["roles_s"].get(role, 0.0) for r in ours])
-        second = _median([r["second"]["roles_s"].get(role, 0.0) for r in ours])
+        first = statistics.median([r["first"]["roles_s"].get(role, 0.0) for r in ours])
+        second = statistics.median([r["second"]["roles_s"].get(role, 0.0) for r in ours])
         lines.append(f"| {role} | {first:.1f} | {second:.1f} | {second / first if first else float('nan'):.2f} |")
     return "\n".join(lines) + "\n"
-
-
-CONFIG_LABELS = {"collection": "collection's ansible.cfg", "defaults": "Ansible's defaults"}
 
 
 def main(argv: list[str] | None = None) -> int:
