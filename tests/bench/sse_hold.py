@@ -62,13 +62,9 @@ def render_role(workdir: Path, port_base: int, sim_port: int) -> dict[str, tuple
     for offset, buffering in ((0, False), (10, True)):
         name, port = f"role-buffering-{'on' if buffering else 'off'}", port_base + offset
         labels[name] = (f"the role with TLS, `nginx_lb_proxy_buffering: {str(buffering).lower()}`", port)
-        lbs[name] = {"region": "here", "settings": {
-            "nginx_lb_listen_address": fixtures.LOOPBACK, "nginx_lb_listen_port": port,
-            "nginx_lb_status_port": port + 9, "nginx_lb_pid_file": str(workdir / f"{name}.pid"),
-            "nginx_lb_error_log": str(workdir / f"error-{port}.log"),
-            "nginx_lb_access_log": str(workdir / f"access-{port}.log"), "nginx_lb_tls": True,
-            "nginx_lb_tls_dir": str(workdir / "tls"), "nginx_lb_plain_http": "off",
-            "nginx_lb_proxy_buffering": buffering}}
+        lbs[name] = {"region": "here", "settings": fixtures.loopback_lb_settings(
+            workdir, name, port, nginx_lb_tls=True, nginx_lb_tls_dir=str(workdir / "tls"), nginx_lb_plain_http="off",
+            nginx_lb_proxy_buffering=buffering)}
     confs = fixtures.render_lb_configs(workdir, gpu_nodes, lbs)
     return {label: (confs[name], port) for name, (label, port) in labels.items()}
 

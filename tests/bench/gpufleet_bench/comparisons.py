@@ -69,14 +69,10 @@ class Bench:
                                                                    "concurrency": 10000}]})}
         specs = {}
         for name, (region, extra) in lbs.items():
-            port = self.ports[name]
-            settings = {"nginx_lb_listen_address": fixtures.LOOPBACK, "nginx_lb_listen_port": port,
-                        "nginx_lb_status_port": port + 9, "nginx_lb_pid_file": str(self.workdir / f"{name}.pid"),
-                        "nginx_lb_error_log": str(self.workdir / f"error-{port}.log"),
-                        "nginx_lb_access_log": str(self.workdir / f"access-{port}.log"),
-                        # The instance header passed on: failover and affinity attribute each request to the
-                        # simulator that served it.
-                        "nginx_lb_debug_headers": True, **extra}
+            # The instance header passed on: failover and affinity attribute each request to the simulator that
+            # served it.
+            settings = fixtures.loopback_lb_settings(self.workdir, name, self.ports[name], nginx_lb_debug_headers=True,
+                                                     **extra)
             specs[name] = {"region": region, "settings": settings}
         self.confs = fixtures.render_lb_configs(self.workdir, gpu_nodes, specs)
         self.confs["naive-one"] = fixtures.naive_config(self.workdir / "naive-one.conf", self.workdir,

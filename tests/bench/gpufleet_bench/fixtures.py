@@ -187,6 +187,14 @@ def naive_config(path: Path, workdir: Path, port: int, servers: Sequence[int], h
     return path
 
 
+def loopback_lb_settings(workdir: Path, name: str, port: int, **extra) -> dict:
+    """The nginx_lb settings that put load balancer ``name`` on loopback at ``port`` (its status page at port + 9)
+    with its pid file and logs in workdir; ``extra`` adds or overrides nginx_lb_* settings."""
+    return {"nginx_lb_listen_address": LOOPBACK, "nginx_lb_listen_port": port, "nginx_lb_status_port": port + 9,
+            "nginx_lb_pid_file": str(workdir / f"{name}.pid"), "nginx_lb_error_log": str(workdir / f"error-{port}.log"),
+            "nginx_lb_access_log": str(workdir / f"access-{port}.log"), **extra}
+
+
 def render_lb_configs(workdir: Path, gpu_nodes: Mapping[str, Mapping], load_balancers: Mapping[str, Mapping]) -> dict:
     """Render the nginx_lb role's nginx.conf once per load balancer with ansible-playbook; returns name -> path.
 
