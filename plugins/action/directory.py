@@ -1,0 +1,45 @@
+# Copyright: gpufleet developers. Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+"""A directory with an owner, group and mode: asks stat first, and runs ansible.builtin.file only when the path is
+not yet that directory."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from ansible.errors import AnsibleActionFail
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.ask_first import AskFirstAction
+
+_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
+
+
+class ActionModule(AskFirstAction):
+    MODULE = "ansible.builtin.file"
+    _VALID_ARGS = frozenset(("path", "owner", "group", "mode"))
+
+    def arguments(self):
+        args = {key: value for key, value in self._task.args.items() if value is not None}
+        if not isinstance(args.get("path"), str) or not args["path"].startswith(("/", "~")):
+            raise AnsibleActionFail("path must be an absolute path or start with ~")
+        mode = args.get("mode")
+        if mode is not None and not (isinstance(mode, str) and _OCTAL.match(mode)):
+            raise AnsibleActionFail(f"mode must be a quoted octal mode such as \"0755\", not {mode!r}")
+        return args
+
+    def question(self, args):
+        if args["path"].startswith("~"):
+            return None  # the module expands it for the connection's user
+        return f"stat -c '%F|%U|%u|%G|%g|%a' -- {shlex.quote(args['path'])}"
+
+    def settled(self, args, rc, stdout):
+        fields = stdout.strip().split("|")
+        if rc != 0 or len(fields) != 6:
+            return False
+        kind, user, uid, group, gid, mode = fields
+        return (kind == "directory"
+                and str(args.get("owner", user)) in (user, uid)
+                and str(args.get("group", group)) in (group, gid)
+                and ("mode" not in args or int(args["mode"], 8) == int(mode, 8)))
+
+    def module_args(self, args):
+        return dict(args, state="directory")
