@@ -4,13 +4,13 @@ not yet that directory."""
 
 from __future__ import annotations
 
-import re
-import shlex
-
 from ansible.errors import AnsibleActionFail
-from ansible_collections.gpufleet.llm.plugins.plugin_utils.ask_first import AskFirstAction
-
-_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.ask_first import (
+    OCTAL_MODE,
+    AskFirstAction,
+    stat_matches,
+    stat_question,
+)
 
 
 class ActionModule(AskFirstAction):
@@ -22,24 +22,17 @@ class ActionModule(AskFirstAction):
         if not isinstance(args.get("path"), str) or not args["path"].startswith(("/", "~")):
             raise AnsibleActionFail("path must be an absolute path or start with ~")
         mode = args.get("mode")
-        if mode is not None and not (isinstance(mode, str) and _OCTAL.match(mode)):
+        if mode is not None and not (isinstance(mode, str) and OCTAL_MODE.match(mode)):
             raise AnsibleActionFail(f"mode must be a quoted octal mode such as \"0755\", not {mode!r}")
         return args
 
     def question(self, args):
         if args["path"].startswith("~"):
             return None  # the module expands it for the connection's user
-        return f"stat -c '%F|%U|%u|%G|%g|%a' -- {shlex.quote(args['path'])}"
+        return stat_question(args["path"])
 
     def settled(self, args, rc, stdout):
-        fields = stdout.strip().split("|")
-        if rc != 0 or len(fields) != 6:
-            return False
-        kind, user, uid, group, gid, mode = fields
-        return (kind == "directory"
-                and str(args.get("owner", user)) in (user, uid)
-                and str(args.get("group", group)) in (group, gid)
-                and ("mode" not in args or int(args["mode"], 8) == int(mode, 8)))
+        return rc == 0 and stat_matches(stdout, "directory", args.get("owner"), args.get("group"), args.get("mode"))
 
     def module_args(self, args):
         return dict(args, state="directory")

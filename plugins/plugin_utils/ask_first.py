@@ -9,7 +9,31 @@ the question reads the host's state each time, nothing is remembered between run
 
 from __future__ import annotations
 
+import re
+import shlex
+
 from ansible.plugins.action import ActionBase
+
+# a mode as the roles write it ("0644"); symbolic modes are left to the modules
+OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+def stat_question(path: str) -> str:
+    """What stat says of path: kind, owner name and uid, group name and gid, octal mode."""
+    return f"stat -c '%F|%U|%u|%G|%g|%a' -- {shlex.quote(path)}"
+
+
+def stat_matches(answer: str, kind: str, owner=None, group=None, mode=None) -> bool:
+    """Whether stat_question's answer is a `kind` (stat's %F: "directory", "regular file") with the owner, group
+    (names or ids) and octal mode given; one not given may be anything."""
+    fields = answer.strip().split("|")
+    if len(fields) != 6:
+        return False
+    found_kind, user, uid, found_group, gid, found_mode = fields
+    return (found_kind == kind
+            and (owner is None or str(owner) in (user, uid))
+            and (group is None or str(group) in (found_group, gid))
+            and (mode is None or int(mode, 8) == int(found_mode, 8)))
 
 
 class AskFirstAction(ActionBase):

@@ -135,8 +135,8 @@ def flag(command, name):
 def validate_command(dest_suffix):
     """The `validate:` of the role's template task for a destination, as Ansible runs it (shlex-split)."""
     tasks = yaml.safe_load((ROLE / "tasks" / "configure.yml").read_text())
-    (task,) = [t for t in tasks if str(t.get("ansible.builtin.template", {}).get("dest", "")).endswith(dest_suffix)]
-    return task["ansible.builtin.template"]["validate"]
+    (task,) = [t for t in tasks if str(t.get("gpufleet.llm.template", {}).get("dest", "")).endswith(dest_suffix)]
+    return task["gpufleet.llm.template"]["validate"]
 
 
 @pytest.mark.parametrize("broken", [False, True], ids=["program", "broken program"])
