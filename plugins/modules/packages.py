@@ -44,19 +44,12 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gpufleet.llm.ask_first
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: none
   platform:
     platforms: debian
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
 seealso:
   - module: ansible.builtin.apt
 author:

@@ -24,40 +24,14 @@ options:
     description: The file on the host.
     type: path
     required: true
-  owner:
-    description: Owner of the file, a name or uid.
-    type: str
-  group:
-    description: Group of the file, a name or gid.
-    type: str
-  mode:
-    description:
-      - Mode of the file. Only an octal mode in a string (C("0644")) lets the check settle the task; others are
-        left to M(ansible.builtin.template).
-    type: raw
-  validate:
-    description: Command that checks the new file (C(%s) is its path) before it replaces the old one.
-    type: str
-  backup:
-    description: Keep the old file with a timestamp when the file changes.
-    type: bool
-    default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
+  - gpufleet.llm.ask_first
+  - gpufleet.llm.ask_first.file
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
-  platform:
-    platforms: posix
-  action:
-    support: full
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
 notes:
   - The other options of M(ansible.builtin.template) are passed on to it; with one not listed here (for example
     C(follow)) the builtin's own check runs.
