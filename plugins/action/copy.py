@@ -9,7 +9,7 @@ import shlex
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action.copy import ActionModule as CopyAction
 from ansible.utils.hashing import checksum
-from ansible_collections.gpufleet.llm.plugins.plugin_utils.ask_first import OCTAL_MODE, stat_matches, stat_question
+from ansible_collections.gpufleet.llm.plugins.plugin_utils.ask_first import octal_mode, stat_matches, stat_question
 
 # the arguments with which a destination that has the content, owner, group and mode is as the task wants;
 # any other (follow, attributes, SELinux contexts...) leaves the decision to the builtin action
@@ -28,7 +28,7 @@ class ActionModule(CopyAction):
         args = self._task.args
         mode = args.get("mode")
         if (not set(args) <= SETTLED_ARGS or boolean(args.get("follow", False), strict=False)
-                or dest.endswith("/") or (mode is not None and not (isinstance(mode, str) and OCTAL_MODE.match(mode)))):
+                or dest.endswith("/") or (mode is not None and not octal_mode(mode))):
             return None
         local = checksum(source_full)
         answer = self._low_level_execute_command(f"sha1sum -- {shlex.quote(dest)}; {stat_question(dest)}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleActionFail
 from ansible_collections.gpufleet.llm.plugins.plugin_utils.ask_first import (
-    OCTAL_MODE,
     AskFirstAction,
+    octal_mode,
     stat_matches,
     stat_question,
 )
@@ -22,7 +22,7 @@ class ActionModule(AskFirstAction):
         if not isinstance(args.get("path"), str) or not args["path"].startswith(("/", "~")):
             raise AnsibleActionFail("path must be an absolute path or start with ~")
         mode = args.get("mode")
-        if mode is not None and not (isinstance(mode, str) and OCTAL_MODE.match(mode)):
+        if mode is not None and not octal_mode(mode):
             raise AnsibleActionFail(f"mode must be a quoted octal mode such as \"0755\", not {mode!r}")
         return args
 

@@ -14,8 +14,13 @@ import shlex
 
 from ansible.plugins.action import ActionBase
 
-# a mode as the roles write it ("0644"); symbolic modes are left to the modules
-OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
+_OCTAL_MODE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+def octal_mode(mode) -> bool:
+    """Whether mode is an octal mode in a string, as the roles write it ("0644"): the only kind a stat answer is
+    compared with; symbolic modes are left to the modules."""
+    return isinstance(mode, str) and _OCTAL_MODE.match(mode) is not None
 
 
 def stat_question(path: str) -> str:
